@@ -1,0 +1,1 @@
+"""rvs_mi.optimize"""

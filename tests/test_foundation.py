@@ -1,0 +1,71 @@
+"""Package, variant selection, plugin registration, libLLVM check."""
+import subprocess
+import sys
+
+import mitsuba as mi
+import pytest
+
+import rvs_mi
+
+
+def test_import_sets_no_variant():
+    code = "import rvs_mi, mitsuba as mi; print(mi.variant())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+
+
+def test_init_is_idempotent_and_registers_every_module_plugin(variant):
+    import importlib
+    assert rvs_mi.init(variant) == variant == mi.variant()
+    plugins = rvs_mi.registered_plugins()
+    for module in rvs_mi._integrator_modules():
+        declared = importlib.import_module(f"rvs_mi.integrators.{module}").PLUGINS
+        assert set(declared) <= set(plugins)
+    # After a variant change every plugin is registered again for the new variant.
+    try:
+        assert rvs_mi.init("llvm_ad_mono") == "llvm_ad_mono"
+        assert rvs_mi.registered_plugins() == plugins
+        for name, module in plugins.items():
+            cls = importlib.import_module(module).PLUGINS[name]
+            assert issubclass(cls, mi.Integrator)
+    finally:
+        rvs_mi.init(variant)
+
+
+def test_env_variable_overrides_choice(monkeypatch, variant):
+    monkeypatch.setenv("RVS_MI_VARIANT", variant)
+    assert rvs_mi.init() == variant
+    monkeypatch.setenv("RVS_MI_VARIANT", "no_such_variant")
+    with pytest.raises(ValueError, match="unknown Mitsuba variant 'no_such_variant'"):
+        rvs_mi.init()
+
+
+def test_non_ad_variant_is_rejected():
+    with pytest.raises(ValueError, match="no automatic differentiation"):
+        rvs_mi.init("scalar_rgb")
+
+
+@pytest.mark.parametrize("version, fragment", [((-1, -1, -1), "could not load libLLVM"),
+                                               ((15, 0, 6), "libLLVM 15.0.6 is too old"),
+                                               ((16, 0, 0), "libLLVM 16.0.0 is too old")])
+def test_unusable_llvm_is_one_clear_error(version, fragment):
+    with pytest.raises(RuntimeError, match=fragment) as info:
+        rvs_mi.check_llvm(version)
+    assert "apt-get install libllvm19" in str(info.value)
+    assert "\n" not in str(info.value)
+    rvs_mi.check_llvm((19, 1, 7))  # usable: no error
+
+
+def test_old_libllvm_in_a_real_process_gives_the_message(tmp_path):
+    # A path that cannot be loaded makes Dr.Jit report no LLVM backend.
+    code = "import rvs_mi; rvs_mi.init('llvm_ad_rgb')"
+    env = {"DRJIT_LIBLLVM_PATH": str(tmp_path / "libLLVM-missing.so"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0
+    assert "could not load libLLVM" in out.stderr
+
+
+def test_scenes_are_package_data():
+    from rvs_mi import scenes
+    import os
+    assert os.path.isfile(scenes.path("cbox.xml"))
