@@ -1,0 +1,439 @@
+"""The inverse-rendering loop behind ``rvs-mi optimize`` (DESIGN.md §6).
+
+One step: choose a view (and pixels, with a sparse pixel sampler), render with
+the scene's integrator, image loss + regularizers, ``dr.backward``, Adam step,
+clamp, ``params.update``. Every random choice is a function of (seed, step),
+so a run resumed from a checkpoint ends where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UserError
+from .dataset import Split, framing, load_dataset
+from .cameras import look_at, make_sensor, rig_positions
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.csv"
+METRIC_FIELDS = ["step", "loss", "train_psnr", "lr", "elapsed_s", "pixels", "param_error"]
+
+
+@dataclass
+class Problem:
+    scene: object
+    params: object                      # mi.SceneParameters of the optimized scene
+    keys: list                          # optimized mi.traverse keys
+    train: Split
+    test: Split | None
+    ref_train: list = field(default_factory=list)   # reference tensors (mi.TensorXf)
+
+
+# --------------------------------------------------------------------------- set-up
+
+def resolve_keys(params, patterns) -> list[str]:
+    """Expand exact keys and regular expressions (full match) over ``mi.traverse`` keys."""
+    import mitsuba as mi
+    keys = []
+    all_keys = list(params.keys())
+    for pattern in patterns:
+        if pattern in all_keys:
+            found = [pattern]
+        else:
+            try:
+                regex = re.compile(pattern)
+            except re.error as exc:
+                raise UserError(f"bad parameter pattern {pattern!r}: {exc}") from None
+            found = [k for k in all_keys if regex.fullmatch(k)]
+        if not found:
+            close = difflib.get_close_matches(pattern, all_keys, n=4, cutoff=0.3)
+            raise UserError(f"parameter {pattern!r} is not in mi.traverse(scene); closest keys: "
+                            + ", ".join(close or all_keys[:4]))
+        for key in found:
+            value = params[key]
+            import drjit as dr
+            non_diff = params.flags(key) & mi.ParamFlags.NonDifferentiable.value
+            if non_diff or not (dr.is_diff_v(value) and dr.is_float_v(value)):
+                raise UserError(f"parameter {key!r} is not differentiable")
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _render_references(config: dict, seed_offset: int = 0):
+    """Train/test splits rendered from the reference scene on a camera rig."""
+    import drjit as dr
+    import mitsuba as mi
+    from ..scene import load_scene
+    ref = config["references"]
+    scene = load_scene(ref["scene"], {k: str(v) for k, v in ref["defines"].items()})
+    center, radius = framing(scene, ref["fov"])
+    if ref["radius"] > 0:
+        radius = ref["radius"]
+    total = ref["views"] + ref["test_views"]
+    positions = rig_positions(ref["rig"], total, radius, center, ref["seed"])
+    splits = []
+    for name, poses in (("train", positions[: ref["views"]]), ("test", positions[ref["views"]:])):
+        split = Split([], [], [], ref["fov"], [])
+        for i, pos in enumerate(poses):
+            c2w = look_at(pos, center)
+            sensor = make_sensor(c2w, ref["fov"], ref["res"], spp=4)
+            with dr.suspend_grad():
+                image = mi.render(scene, sensor=sensor, spp=ref["spp"], seed=10007 + i + 1000 * len(splits))
+            split.sensors.append(sensor)
+            split.images.append(np.array(image, dtype=np.float32)[..., :3])
+            split.c2w.append(c2w)
+            split.files.append(f"{name}:{i}")
+        splits.append(split)
+    return splits[0], (splits[1] if splits[1].sensors else None)
+
+
+def setup_problem(config: dict) -> Problem:
+    import mitsuba as mi
+    from ..scene import load_scene
+    scene = load_scene(config["scene"]["file"], {k: str(v) for k, v in config["scene"]["defines"].items()})
+    ref = config["references"]
+    if ref["dataset"]:
+        kwargs = dict(res=ref["res"], background=ref["background"], max_views=ref["max_views"] or None)
+        train = load_dataset(ref["dataset"], "train", **kwargs)
+        test_file = os.path.join(ref["dataset"], "transforms_test.json")
+        test = load_dataset(ref["dataset"], "test", **kwargs) if os.path.isfile(test_file) else None
+    else:
+        train, test = _render_references(config)
+    params = mi.traverse(scene)
+    keys = resolve_keys(params, config["optimize"]["params"])
+    refs = [mi.TensorXf(img) for img in train.images]
+    return Problem(scene, params, keys, train, test, refs)
+
+
+# --------------------------------------------------------------------------- pieces
+
+def learning_rate(config: dict, step: int) -> float:
+    opt = config["optimize"]
+    lr, final, steps = opt["lr"], opt["lr_final"], max(opt["steps"] - 1, 1)
+    frac = min(step / steps, 1.0)
+    if opt["lr_schedule"] == "cosine":
+        return lr * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * frac)))
+    if opt["lr_schedule"] == "exponential":
+        return lr * final ** frac
+    return lr
+
+
+def _matches(patterns, key) -> bool:
+    return any(p == key or re.fullmatch(p, key) for p in patterns)
+
+
+def _grid_keys(problem, patterns, keys=None):
+    """Optimized keys that hold 3-D grids (Z×Y×X×C tensors), filtered by ``patterns``."""
+    keys = problem.keys if keys is None else keys
+    return [k for k in keys if getattr(problem.params[k], "ndim", 0) == 4
+            and (not patterns or _matches(patterns, k))]
+
+
+def regularization(config: dict, problem: Problem, opt):
+    from .losses import laplacian, total_variation
+    reg = config["regularizers"]
+    total = 0.0
+    for key in _grid_keys(problem, reg["params"]):
+        if reg["tv"] > 0:
+            total = total + reg["tv"] * total_variation(opt[key])
+        if reg["laplacian"] > 0:
+            total = total + reg["laplacian"] * laplacian(opt[key])
+    return total
+
+
+def parameter_error(config: dict, problem: Problem) -> float:
+    """Relative L2 error of the parameters that have a ``truth`` value, NaN if none."""
+    truth = config["optimize"]["truth"]
+    if not truth:
+        return float("nan")
+    num = den = 0.0
+    for key, value in truth.items():
+        if key not in problem.params.keys():
+            raise UserError(f"config optimize.truth: {key!r} is not a parameter of the scene")
+        current = np.array(problem.params[key], dtype=np.float64).ravel()
+        target = np.broadcast_to(np.asarray(value, dtype=np.float64).ravel(), current.shape)
+        num += float(np.sum((current - target) ** 2))
+        den += float(np.sum(target ** 2))
+    return math.sqrt(num / max(den, 1e-30))
+
+
+def evaluate(problem: Problem, split: Split, spp: int, seed: int = 12345):
+    """Render every view of ``split``: (images, mean PSNR, mean SSIM)."""
+    import drjit as dr
+    import mitsuba as mi
+    from .metrics import psnr, ssim
+    images = []
+    with dr.suspend_grad():
+        for i, sensor in enumerate(split.sensors):
+            images.append(np.array(mi.render(problem.scene, sensor=sensor, spp=spp, seed=seed + i),
+                                   dtype=np.float32)[..., :3])
+    p = float(np.mean([psnr(a, b) for a, b in zip(images, split.images)]))
+    s = float(np.mean([ssim(a, b) for a, b in zip(images, split.images)]))
+    return images, p, s
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: str, step: int, opt, keys, sampler=None) -> None:
+    arrays = {"step": np.array(step)}
+    for i, key in enumerate(keys):
+        value, _promoted, _lr, extra = opt.state[key]
+        arrays[f"p{i}_value"] = np.array(value)
+        arrays[f"p{i}_t"] = np.array(extra[0])
+        arrays[f"p{i}_m"] = np.array(extra[1])
+        arrays[f"p{i}_v"] = np.array(extra[2])
+    meta = {"keys": list(keys), "sampler": sampler.state_dict() if sampler is not None else None}
+    arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+
+
+def _json_hook(obj):
+    if "__ndarray__" in obj:
+        return np.array(obj["__ndarray__"], dtype=obj["dtype"])
+    return obj
+
+
+def load_checkpoint(path: str, opt, problem: Problem, sampler=None) -> int:
+    """Restore parameter values and Adam moments; returns the next step to run."""
+    import drjit as dr
+    if not os.path.isfile(path):
+        raise UserError(f"--resume: no checkpoint at {path}")
+    try:
+        data = np.load(path)
+        meta = json.loads(str(data["meta"]), object_hook=_json_hook)
+    except Exception as exc:
+        raise UserError(f"--resume: unreadable checkpoint {path}: {exc}") from None
+    if meta["keys"] != list(problem.keys):
+        raise UserError(f"--resume: checkpoint optimizes {meta['keys']}, config asks for {problem.keys}")
+    for i, key in enumerate(problem.keys):
+        opt[key] = type(opt[key])(data[f"p{i}_value"])
+        stored, promoted, lr, extra = opt.state[key]
+        flat = type(extra[1])
+        extra = (type(extra[0])(data[f"p{i}_t"]), flat(data[f"p{i}_m"].ravel()), flat(data[f"p{i}_v"].ravel()),
+                 extra[3])
+        dr.make_opaque(extra)
+        opt.state[key] = (stored, promoted, lr, extra)
+    if sampler is not None and meta.get("sampler") is not None:
+        sampler.load_state_dict(meta["sampler"])
+    problem.params.update(opt)
+    return int(data["step"]) + 1
+
+
+# --------------------------------------------------------------------------- the loop
+
+def make_pixel_sampler(config: dict, problem: Problem):
+    """A sparse pixel sampler from ``rvs_mi.sampling`` (None for full images)."""
+    smp = config["sampler"]
+    if smp["name"] == "full":
+        return None
+    from .. import sampling
+    h, w = problem.train.images[0].shape[:2]
+    return sampling.make_sampler(smp["name"], image_size=(w, h), n_views=len(problem.train.sensors),
+                                 budget=smp["budget"], beta=smp["beta"], rebuild_every=smp["rebuild_every"],
+                                 tile=smp["tile"], statistic=smp["statistic"],
+                                 view_choice=smp["view_choice"], seed=config["optimize"]["seed"])
+
+
+def run_optimization(config: dict, out_dir: str, resume: bool = False, progress: bool = True,
+                     stop_after: int | None = None) -> dict:
+    """Run (or resume) the optimization described by ``config``; write outputs to ``out_dir``.
+
+    ``stop_after`` ends the run after that step as if it had been killed there
+    (used to test ``--resume``). Returns the summary written to ``summary.json``.
+    """
+    import drjit as dr
+    import mitsuba as mi
+    from tqdm import tqdm
+
+    from ..imageio import write_image
+    from ..validate.fd import versions
+    from .losses import image_loss
+    from .metrics import psnr
+
+    os.makedirs(out_dir, exist_ok=True)
+    problem = setup_problem(config)
+    opt_cfg, out_cfg = config["optimize"], config["output"]
+    spp, spp_grad = opt_cfg["spp"], opt_cfg["spp_grad"] or opt_cfg["spp"]
+    seed = opt_cfg["seed"]
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump({"config": config, "versions": versions(), "keys": problem.keys}, f, indent=2)
+
+    eval_split = problem.test or problem.train
+    start_path = os.path.join(out_dir, "initial.json")
+    if resume and os.path.isfile(start_path):
+        with open(start_path) as f:
+            initial = json.load(f)
+    else:
+        images, p0, s0 = evaluate(problem, eval_split, out_cfg["eval_spp"])
+        initial = {"psnr": p0, "ssim": s0, "param_error": parameter_error(config, problem)}
+        with open(start_path, "w") as f:
+            json.dump(initial, f)
+        np.save(os.path.join(out_dir, "initial_images.npy"), np.stack(images))
+
+    opt = mi.ad.Adam(lr=opt_cfg["lr"], params={k: problem.params[k] for k in problem.keys})
+    sampler = make_pixel_sampler(config, problem)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    first = load_checkpoint(ckpt_path, opt, problem, sampler) if resume else 0
+    if not resume:
+        problem.params.update(opt)
+
+    metrics_path = os.path.join(out_dir, METRICS)
+    rows = []
+    if resume and os.path.isfile(metrics_path):
+        with open(metrics_path) as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) < first]
+    elapsed0 = float(rows[-1]["elapsed_s"]) if rows else 0.0
+    pixels = int(rows[-1]["pixels"]) if rows else 0
+    lr_scale = opt_cfg["lr_scale"]
+    clamp = opt_cfg["clamp"]
+    upsample_steps = set(config["upsample"]["at_steps"])
+    n_views = len(problem.train.sensors)
+    reg_cfg = config["regularizers"]
+
+    bar = tqdm(range(first, opt_cfg["steps"]), initial=first, total=opt_cfg["steps"],
+               desc="optimize", disable=not progress, dynamic_ncols=True)
+    t_start = time.perf_counter()
+    for step in bar:
+        if step in upsample_steps:
+            for key in _grid_keys(problem, config["upsample"]["params"]):
+                z, y, x, c = opt[key].shape
+                opt[key] = dr.resample(opt[key], (2 * z, 2 * y, 2 * x, c), filter="linear")
+            problem.params.update(opt)
+        lr = learning_rate(config, step)
+        opt.set_learning_rate(lr)
+        for pattern, factor in lr_scale.items():
+            opt.set_learning_rate({k: lr * float(factor) for k in problem.keys if _matches([pattern], k)})
+        step_seed = (seed * 1000003 + step * 2) & 0x7FFFFFFF
+
+        if sampler is None:
+            view = int(np.random.default_rng([seed, step]).integers(n_views))
+            image = mi.render(problem.scene, problem.params, sensor=problem.train.sensors[view],
+                              spp=spp, spp_grad=spp_grad, seed=step_seed, seed_grad=step_seed + 1)
+            loss = image_loss(image, problem.ref_train[view], opt_cfg["loss"], opt_cfg["huber_delta"],
+                              opt_cfg["multiscale"])
+            train_psnr = psnr(np.array(image), problem.train.images[view])
+            pixels += image.shape[0] * image.shape[1]
+        else:
+            from .. import sampling
+            batch = sampler.draw(step)
+            values = sampling.render_pixels(problem.scene, problem.params, problem.train.sensors, batch,
+                                            spp=spp, spp_grad=spp_grad, seed=step_seed)
+            reference = sampling.gather_reference(problem.ref_train, batch)
+            loss = sampling.weighted_loss(values, reference, batch, kind=opt_cfg["loss"],
+                                          delta=opt_cfg["huber_delta"])
+            sampler.observe(batch, values, reference)
+            diff = np.array(dr.detach(values)) - np.array(reference)
+            mse = float(np.mean(np.square(np.clip(diff, -1, 1))))
+            train_psnr = -10 * math.log10(max(mse, 1e-12))
+            pixels += sampler.pixels_per_step(batch)
+
+        loss = loss + regularization(config, problem, opt)
+        dr.backward(loss)
+        opt.step()
+        for pattern, (lo, hi) in clamp.items():
+            for key in problem.keys:
+                if _matches([pattern], key):
+                    opt[key] = dr.clip(opt[key], lo, hi)
+        every = reg_cfg["redistance_every"]
+        if every and (step + 1) % every == 0:
+            from ..sdf import redistance
+            for key in _grid_keys(problem, reg_cfg["sdf_params"]):
+                opt[key] = redistance(opt[key])
+        problem.params.update(opt)
+
+        elapsed = elapsed0 + time.perf_counter() - t_start
+        loss_value = float(np.array(dr.detach(loss)).ravel()[0])
+        rows.append({"step": step, "loss": loss_value, "train_psnr": train_psnr, "lr": lr,
+                     "elapsed_s": elapsed, "pixels": pixels,
+                     "param_error": parameter_error(config, problem)})
+        bar.set_postfix(loss=f"{loss_value:.4g}", psnr=f"{train_psnr:.2f}")
+        last = step == opt_cfg["steps"] - 1 or step == stop_after
+        if (out_cfg["checkpoint_every"] and (step + 1) % out_cfg["checkpoint_every"] == 0) or last:
+            save_checkpoint(ckpt_path, step, opt, problem.keys, sampler)
+            _write_metrics(metrics_path, rows)
+        if out_cfg["snapshot_every"] and (step + 1) % out_cfg["snapshot_every"] == 0:
+            os.makedirs(os.path.join(out_dir, "snapshots"), exist_ok=True)
+            with dr.suspend_grad():
+                snap = mi.render(problem.scene, sensor=eval_split.sensors[0], spp=out_cfg["eval_spp"])
+            write_image(os.path.join(out_dir, "snapshots", f"step_{step + 1:05d}.png"), snap)
+        if step == stop_after:
+            bar.close()
+            return {"stopped_after": step}
+    bar.close()
+    _write_metrics(metrics_path, rows)
+
+    images, p1, s1 = evaluate(problem, eval_split, out_cfg["eval_spp"])
+    initial_images = np.load(os.path.join(out_dir, "initial_images.npy"))
+    for i, img in enumerate(images):
+        write_image(os.path.join(out_dir, f"result_{i}.exr"), img)
+    summary = {
+        "heldout": problem.test is not None,
+        "psnr_initial": initial["psnr"], "psnr_final": p1,
+        "ssim_initial": initial["ssim"], "ssim_final": s1,
+        "param_error_initial": initial["param_error"], "param_error_final": parameter_error(config, problem),
+        "steps": opt_cfg["steps"], "time_s": rows[-1]["elapsed_s"] if rows else 0.0,
+        "pixels_rendered": pixels, "keys": problem.keys, "seed": seed,
+    }
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=_json_default)
+    _plot(out_dir, rows, eval_split.images, initial_images, images, summary)
+    np.savez(os.path.join(out_dir, "params.npz"),
+             **{k.replace("/", "_"): np.array(problem.params[k]) for k in problem.keys})
+    return summary
+
+
+def _write_metrics(path: str, rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _plot(out_dir, rows, references, initial, result, summary) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].semilogy(steps, [float(r["loss"]) for r in rows])
+    axes[0].set_xlabel("step"), axes[0].set_ylabel("loss")
+    axes[1].plot(steps, [float(r["train_psnr"]) for r in rows])
+    axes[1].set_xlabel("step"), axes[1].set_ylabel("training PSNR (dB)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
+    plt.close(fig)
+
+    n = min(3, len(references))
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n), squeeze=False)
+    for i in range(n):
+        for j, (title, img) in enumerate((("reference", references[i]), ("initial", initial[i]),
+                                          ("result", result[i]))):
+            axes[i, j].imshow(np.clip(img, 0, 1) ** (1 / 2.2), interpolation="nearest")
+            axes[i, j].axis("off")
+            if i == 0:
+                axes[i, j].set_title(title)
+    fig.suptitle(f"held-out PSNR {summary['psnr_initial']:.2f} -> {summary['psnr_final']:.2f} dB",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "comparison.png"), dpi=100)
+    plt.close(fig)
