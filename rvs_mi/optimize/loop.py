@@ -257,8 +257,8 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
                      stop_after: int | None = None) -> dict:
     """Run (or resume) the optimization described by ``config``; write outputs to ``out_dir``.
 
-    ``stop_after`` ends the run after that step as if it had been killed there
-    (used to test ``--resume``). Returns the summary written to ``summary.json``.
+    ``stop_after`` ends the run after that step as if it had been killed there,
+    without a final checkpoint (used to test ``--resume``). Returns the summary written to ``summary.json``.
     """
     import drjit as dr
     import mitsuba as mi
@@ -366,7 +366,7 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
                      "elapsed_s": elapsed, "pixels": pixels,
                      "param_error": parameter_error(config, problem)})
         bar.set_postfix(loss=f"{loss_value:.4g}", psnr=f"{train_psnr:.2f}")
-        last = step == opt_cfg["steps"] - 1 or step == stop_after
+        last = step == opt_cfg["steps"] - 1
         if (out_cfg["checkpoint_every"] and (step + 1) % out_cfg["checkpoint_every"] == 0) or last:
             save_checkpoint(ckpt_path, step, opt, problem.keys, sampler)
             _write_metrics(metrics_path, rows)

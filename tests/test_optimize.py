@@ -1,0 +1,148 @@
+"""rvs-mi dataset / optimize: NeRF layout round trip, config errors, resume, a real fit."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rvs_mi import scenes
+from rvs_mi.optimize.cameras import gl_to_mitsuba, look_at, mitsuba_to_gl, rig_positions
+from rvs_mi.optimize.config import load_config
+from rvs_mi.optimize.dataset import load_dataset, render_dataset
+from rvs_mi.optimize.loop import run_optimization
+from rvs_mi.scene import load_scene
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "texture_prb.toml")
+
+
+def run_cli(*args):
+    out = subprocess.run([sys.executable, "-m", "rvs_mi.cli", *args], capture_output=True, text=True)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_look_at_matches_mitsuba_and_gl_convention():
+    import mitsuba as mi
+    m = look_at([1.0, 2.0, 3.0], [0.0, 0.5, 0.0])
+    ref = np.array(mi.ScalarTransform4f().look_at(origin=[1, 2, 3], target=[0, 0.5, 0], up=[0, 1, 0]).matrix)
+    assert np.allclose(m, ref, atol=1e-6)
+    gl = mitsuba_to_gl(m)
+    forward = -gl[:3, 2]                          # OpenGL cameras look down -z
+    assert np.allclose(forward, m[:3, 2]) and np.allclose(gl[:3, 1], m[:3, 1])
+    assert np.allclose(gl_to_mitsuba(gl), m)
+
+
+@pytest.mark.parametrize("kind", ["sphere", "hemisphere", "turntable"])
+def test_rigs_are_seeded_and_at_radius(kind):
+    a = rig_positions(kind, 7, 2.5, (0, 1, 0), seed=3)
+    assert np.allclose(a, rig_positions(kind, 7, 2.5, (0, 1, 0), seed=3))
+    assert not np.allclose(a, rig_positions(kind, 7, 2.5, (0, 1, 0), seed=4))
+    assert np.allclose(np.linalg.norm(a - [0, 1, 0], axis=1), 2.5)
+    if kind == "hemisphere":
+        assert (a[:, 1] >= 1.0).all()
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    rc, stdout, err = run_cli("dataset", scenes.path("blocks.xml"), "--views", "3", "--test-views", "1",
+                              "--res", "32", "--spp", "16", "-o", str(out))
+    assert rc == 0, err
+    return str(out)
+
+
+def test_dataset_round_trip_reproduces_the_views(dataset_dir):
+    """Cameras read back from transforms_*.json render the images that were written."""
+    import mitsuba as mi
+    meta = json.load(open(os.path.join(dataset_dir, "transforms_train.json")))
+    assert math.degrees(meta["camera_angle_x"]) == pytest.approx(40.0)
+    assert len(meta["frames"]) == 3 and meta["frames"][0]["file_path"] == "./train/r_0"
+    train = load_dataset(dataset_dir, "train")
+    assert len(load_dataset(dataset_dir, "test").sensors) == 1
+    scene = load_scene(scenes.path("blocks.xml"))
+    integrator = mi.load_dict({"type": "path", "max_depth": 8, "hide_emitters": True})
+    for sensor, image in zip(train.sensors, train.images):
+        again = np.array(mi.render(scene, sensor=sensor, integrator=integrator, spp=64))[..., :3]
+        assert image.shape == (32, 32, 3)
+        assert np.mean(np.abs(again - image)) < 0.03          # same view (8-bit, MC noise)
+        assert np.mean(image) > 0.02                          # not an empty picture
+    # A wrong convention (no axis flip) would show another view.
+    wrong = train.c2w[0] @ np.diag([-1.0, 1.0, -1.0, 1.0])
+    from rvs_mi.optimize.cameras import make_sensor
+    other = np.array(mi.render(scene, sensor=make_sensor(wrong, 40.0, 32), integrator=integrator, spp=16))
+    assert np.mean(np.abs(other[..., :3] - train.images[0])) > 0.05
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return str(path)
+
+
+BASE = """
+[scene]
+file = "{scene}"
+[references]
+scene = "{scene}"
+defines = {{ texture = "textures/checker16.png" }}
+views = 2
+test_views = 1
+res = 16
+spp = 16
+[optimize]
+params = ["painted.reflectance.data"]
+steps = 4
+"""
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (("[optimize]", "[optimise]"), "unknown config section [optimise] (closest valid: optimize)"),
+    (("steps = 4", "stepz = 4"), "unknown config key optimize.stepz (closest valid: steps"),
+    (("steps = 4", "steps = \"four\""), "config optimize.steps: expected an integer, got str"),
+    (("painted.reflectance.data", "painted.reflectanse.data"),
+     "'painted.reflectanse.data' is not in mi.traverse(scene); closest keys: painted.reflectance.data"),
+    (("painted.reflectance.data", "camera.film.size"), "is not differentiable"),
+    (("scene = \"{scene}\"\ndefines", "dataset = \"/no/such/folder\"\ndefines"), "dataset folder not found"),
+    (("file = \"{scene}\"", "file = \"/no/such.xml\""), "scene file not found"),
+])
+def test_config_errors_are_one_line_exit_2(tmp_path, edit, fragment):
+    text = BASE.replace(*edit).format(scene=scenes.path("textured.xml"))
+    rc, out, err = run_cli("optimize", _write(tmp_path, text), "-o", str(tmp_path / "o"))
+    assert rc == 2, (out, err)
+    lines = [ln for ln in err.splitlines() if ln.strip() and "%|" not in ln]
+    assert len(lines) == 1 and fragment in lines[0], err
+
+
+def test_unreadable_dataset_and_missing_config(tmp_path):
+    bad = tmp_path / "ds"
+    bad.mkdir()
+    (bad / "transforms_train.json").write_text("{not json")
+    text = BASE.replace("scene = \"{scene}\"\ndefines", f"dataset = \"{bad}\"\ndefines").format(
+        scene=scenes.path("textured.xml"))
+    rc, _, err = run_cli("optimize", _write(tmp_path, text))
+    assert rc == 2 and "unreadable dataset" in err and "Traceback" not in err
+    rc, _, err = run_cli("optimize", str(tmp_path / "missing.toml"))
+    assert rc == 2 and "config file not found" in err
+
+
+def test_texture_example_fits_and_resume_matches(tmp_path):
+    overrides = ["optimize.steps=16", "references.res=24", "scene.defines={ res = \"24\" }",
+                 "output.checkpoint_every=4", "output.eval_spp=16"]
+    config = load_config(EXAMPLE, overrides)
+    full = run_optimization(config, str(tmp_path / "full"), progress=False)
+    assert full["psnr_final"] > full["psnr_initial"] + 2.0
+    assert (tmp_path / "full" / "comparison.png").is_file() and (tmp_path / "full" / "curves.png").is_file()
+    rows = open(tmp_path / "full" / "metrics.csv").read().splitlines()
+    assert len(rows) == 17 and rows[0].startswith("step,loss,train_psnr")
+
+    # Killed after step 5 (last checkpoint after step 3), then resumed: same final parameters.
+    part = str(tmp_path / "part")
+    run_optimization(config, part, progress=False, stop_after=5)
+    resumed = run_optimization(config, part, resume=True, progress=False)
+    a = np.load(tmp_path / "full" / "params.npz")["painted.reflectance.data"]
+    b = np.load(os.path.join(part, "params.npz"))["painted.reflectance.data"]
+    assert np.allclose(a, b, atol=1e-5), np.abs(a - b).max()
+    assert resumed["psnr_final"] == pytest.approx(full["psnr_final"], abs=0.05)
+    assert len(open(os.path.join(part, "metrics.csv")).read().splitlines()) == 17
