@@ -1,1 +1,42 @@
-"""rvs_mi.sampling"""
+"""Image-space adaptive pixel sampling and sparse-pixel rendering (DESIGN.md §5).
+
+Each optimization step renders a small, well-chosen set of pixels of one view
+and weights their losses so that the gradient stays unbiased::
+
+    sampler = rvs_mi.sampling.make_sampler("adaptive", image_size=(W, H), n_views=V,
+                                           budget=0.05, beta=0.2, rebuild_every=10, tile=8,
+                                           statistic="residual", view_choice="uniform", seed=0)
+    for step in range(steps):
+        batch = sampler.draw(step)                 # batch.view, batch.pixel_index, batch.weight
+        values = rvs_mi.sampling.render_pixels(scene, params, sensors, batch, spp=4, seed=step)
+        ref = rvs_mi.sampling.gather_reference(references, batch)   # (N, C), dr.gather
+        loss = rvs_mi.sampling.weighted_loss(values, ref, batch, kind="l2")
+        dr.backward(loss); opt.step(); params.update(opt)
+        sampler.observe(batch, values, ref)        # Dr.Jit scatter, no host sync
+    state = sampler.state_dict()                   # plain Python/NumPy, for checkpoints
+    sampler.load_state_dict(state)
+
+Samplers (one interface): ``full`` (all P pixels of the view, w = 1/P),
+``uniform`` (N pixels with replacement, w = 1/N), ``adaptive`` (q from tile
+statistics mixed with uniform by β, rebuilt every K steps, w = 1/(N·P·q) ≤
+1/(β·N)).  ``budget`` is a fraction of the image (float ≤ 1) or a pixel count.
+The view of each step is drawn uniformly or (``view_choice="adaptive"``) in
+proportion to the views' total statistic mixed with uniform by β; the weights
+then include 1/(V·r_v), so Σ_j w_j ℓ_j estimates the mean per-pixel loss over
+all views and pixels (``image_loss`` of a uniformly chosen full view has the
+same expectation).
+
+``render_pixels`` renders through ``mi.render`` with Mitsuba's flat sensor,
+hence with the scene's own integrator, forward, reverse and RB adjoint pass;
+integrators that need the real film raise ``UserError`` (see
+:func:`film_incompatibility`).  Values are (N, C) ``mi.TensorXf``.
+"""
+from .samplers import (SAMPLERS, STATISTICS, VIEW_CHOICES, AdaptiveSampler, FullSampler, PixelBatch,
+                       PixelSampler, UniformSampler, make_sampler, resolve_budget)
+from .render import film_incompatibility, gather_pixels, render_pixels
+from .loss import LOSSES, gather_reference, per_sample_loss, weighted_loss
+
+__all__ = ["make_sampler", "render_pixels", "gather_reference", "weighted_loss", "per_sample_loss",
+           "gather_pixels", "film_incompatibility", "resolve_budget", "PixelBatch", "PixelSampler",
+           "FullSampler", "UniformSampler", "AdaptiveSampler", "SAMPLERS", "STATISTICS", "VIEW_CHOICES",
+           "LOSSES"]

@@ -1,0 +1,148 @@
+"""Sparse-pixel rendering through ``mi.render`` with Mitsuba's flat sensor.
+
+``mi.ad.RayDataLoader``'s ``flat_sensor`` (DESIGN §5) has a film of one row of
+N pixels; before a render its ``pixel_idx`` holds N flat source indices
+(view·P + y·W + x), and each of its primary rays is the source sensor's ray
+through a jittered point of that pixel.  Rendering it with ``mi.render`` runs
+the scene's own integrator — forward, reverse, and radiative
+backpropagation's adjoint pass (``prb``: the per-pixel adjoint of the flat
+film is the loss gradient at the sampled pixels) — so the values are the same
+estimator as a full render at those pixels (box pixel filter), and gradients
+are the integrator's.
+
+What the flat sensor cannot serve: an integrator that splats into the film at
+positions it computes itself — the projective integrators
+(``direct_projective``, ``prb_projective``) project silhouette samples onto
+the real film with ``sensor.sample_direction`` — and reparameterizing ones that
+re-project the warped ray into the film (``prb_reparam``).  These raise a
+``UserError``; pass ``fallback="full"`` to render the full image with the real
+sensor and gather the pixels instead (correct gradients, no saving).
+"""
+from __future__ import annotations
+
+from ..errors import UserError
+
+# Integrator plugin classes (Python names) that need the real film; see the module docstring.
+_NEEDS_FILM = {
+    "DirectProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
+    "PathProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
+    "PRBReparamIntegrator": "it re-projects reparameterized rays into the real film",
+}
+
+_PIXEL_FORMATS = {1: "luminance", 3: "rgb", 4: "rgba"}
+
+
+def film_incompatibility(integrator) -> str | None:
+    """Why ``integrator`` cannot render through a flat sensor (None when it can).
+
+    A plugin can declare ``SPARSE_PIXELS = False`` (and ``SPARSE_PIXELS_REASON``)
+    or ``True`` to override the built-in list.
+    """
+    flag = getattr(integrator, "SPARSE_PIXELS", None)
+    if flag is True:
+        return None
+    if flag is False:
+        return getattr(integrator, "SPARSE_PIXELS_REASON", "it declares SPARSE_PIXELS = False")
+    for cls in type(integrator).__mro__:
+        if cls.__name__ in _NEEDS_FILM:
+            return _NEEDS_FILM[cls.__name__]
+    return None
+
+
+def _check_sensors(sensors, batch):
+    if not isinstance(sensors, (list, tuple)):
+        sensors = [sensors]
+    if not sensors:
+        raise UserError("render_pixels: no sensors given")
+    if batch.n_views != len(sensors):
+        raise UserError(f"render_pixels: the sampler has {batch.n_views} views but {len(sensors)} sensors were given")
+    if not (0 <= batch.view < len(sensors)):
+        raise UserError(f"render_pixels: sensor index {batch.view} out of range (0..{len(sensors) - 1})")
+    w, h = batch.image_size
+    for i, s in enumerate(sensors):
+        film = s.film()
+        size = tuple(int(v) for v in film.size())
+        if size != (w, h):
+            raise UserError(f"render_pixels: sensor {i} has a {size[0]}x{size[1]} film, the sampler {w}x{h}")
+        if tuple(film.crop_size()) != tuple(film.size()) or tuple(film.crop_offset()) != (0, 0):
+            raise UserError(f"render_pixels: sensor {i} uses a crop window (not supported)")
+        if film.sample_border():
+            raise UserError(f"render_pixels: sensor {i} has sample_border enabled (not supported)")
+        rf = film.rfilter()
+        if "box" not in type(rf).__name__.lower() and not str(rf).lower().startswith("box"):
+            raise UserError(f"render_pixels: sensor {i}'s film uses the pixel filter {str(rf).split('[')[0]}; "
+                            "sparse rendering needs <rfilter type=\"box\"/> (a wider filter mixes neighbouring pixels)")
+    return list(sensors)
+
+
+def _flat_sensor(sensors, n: int, channels: int):
+    """A fresh flat sensor over ``sensors`` with a 1×n film (one per call, so that a
+    pending backward pass keeps its own pixel indices)."""
+    import mitsuba as mi
+    import mitsuba.ad  # noqa: F401  (registers the 'flat_sensor' plugin)
+    fmt = _PIXEL_FORMATS.get(channels)
+    if fmt is None:
+        raise UserError(f"render_pixels: films with {channels} channels are not supported (1, 3 or 4)")
+    sensor = mi.load_dict({
+        "type": "flat_sensor",
+        "film": {"type": "hdrfilm", "width": n, "height": 1, "pixel_format": fmt,
+                 "component_format": "float32", "sample_border": False, "rfilter": {"type": "box"}},
+        "sampler": {"type": "independent", "sample_count": 1},
+    })
+    sensor.initialize(sensors, n)
+    return sensor
+
+
+def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | None = None,
+                  seed: int = 0, seed_grad: int | None = None, integrator=None, fallback: str = "error"):
+    """Render the pixels of ``batch`` differentiably; returns an (N, C) ``mi.TensorXf``.
+
+    ``sensors``: the list of sensors the sampler's views index (or one sensor).
+    ``params``: the ``mi.SceneParameters`` being optimized (passed to ``mi.render``
+    so that RB integrators run their adjoint pass). A ``full`` batch renders
+    with the real sensor. ``fallback="full"`` renders integrators that need
+    the real film (see :func:`film_incompatibility`) as a full image and
+    gathers the pixels (correct, not cheaper); the default raises UserError.
+    """
+    import drjit as dr
+    import mitsuba as mi
+    sensors = _check_sensors(sensors, batch)
+    if fallback not in ("error", "full"):
+        raise UserError(f"render_pixels: fallback must be 'error' or 'full', got {fallback!r}")
+    if isinstance(spp, bool) or not isinstance(spp, int) or spp < 1:
+        raise UserError(f"render_pixels: spp must be an integer >= 1, got {spp!r}")
+    spp_grad = spp if not spp_grad else spp_grad
+    seed_grad = seed + 1 if seed_grad is None else seed_grad
+    integ = integrator if integrator is not None else scene.integrator()
+    sensor = sensors[batch.view]
+    channels = sensor.film().base_channels_count()
+    reason = None if batch.full else film_incompatibility(integ)
+    if batch.full or (reason is not None and fallback == "full"):
+        image = mi.render(scene, params, sensor=sensor, integrator=integ, spp=spp, spp_grad=spp_grad,
+                          seed=seed, seed_grad=seed_grad)
+        c = image.shape[2]
+        flat = mi.TensorXf(image.array, (batch.image_size[0] * batch.image_size[1], c))
+        return flat if batch.full else gather_pixels(flat, batch.pixel_index)
+    if reason is not None:
+        name = type(integ).__name__
+        raise UserError(f"render_pixels: integrator {name} cannot render sparse pixels through a flat sensor: "
+                        f"{reason}; use the full sampler or fallback='full'")
+    n = batch.size
+    flat = _flat_sensor(sensors, n, channels)
+    P = batch.image_size[0] * batch.image_size[1]
+    flat.pixel_idx = mi.UInt32(batch.pixel_index + batch.view * P)
+    dr.eval(flat.pixel_idx)
+    image = mi.render(scene, params, sensor=flat, integrator=integ, spp=spp, spp_grad=spp_grad,
+                      seed=seed, seed_grad=seed_grad)
+    return mi.TensorXf(image.array, (n, image.shape[2]))
+
+
+def gather_pixels(image, pixel_index):
+    """Rows ``pixel_index`` of an (P, C) tensor, or pixels of an (H, W, C) one, as (N, C)
+    (differentiable ``dr.gather``)."""
+    import drjit as dr
+    import mitsuba as mi
+    c = image.shape[-1]
+    n = dr.width(pixel_index)
+    idx = dr.repeat(mi.UInt32(pixel_index) * c, c) + dr.tile(dr.arange(mi.UInt32, c), n)
+    return mi.TensorXf(dr.gather(mi.Float, image.array, idx), (n, c))

@@ -1,0 +1,399 @@
+"""Pixel samplers: which pixels (and which view) one optimization step renders.
+
+DESIGN.md §5. A step draws N pixel samples p_1..p_N with replacement from a
+distribution q over the P pixels of one view v (drawn with probability r_v),
+and estimates the mean per-pixel loss over all views and pixels by
+
+    L̂ = Σ_j w_j ℓ_{p_j},   w_j = 1 / (N · P · q_{p_j} · V · r_v)        (5.1)
+
+(weights detached), unbiased for any q > 0, r > 0.  ``full`` renders every
+pixel of the chosen view (w = 1/P), ``uniform`` uses q = 1/P, ``adaptive``
+
+    q_p = (1 − β) s_{t(p)} / Σ_{p'} s_{t(p')} + β / P                   (5.2)
+
+with s_t ≈ sqrt(E ‖g_p‖²) estimated per tile t (see :class:`AdaptiveSampler`).
+All per-step work (drawing, weights, statistics) is Dr.Jit; only the rebuild
+of q every K steps reads the tile statistics back to the host.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+
+SAMPLERS = ("full", "uniform", "adaptive")
+VIEW_CHOICES = ("uniform", "adaptive")
+STATISTICS = ("residual",)
+
+
+@dataclass
+class PixelBatch:
+    """The pixels one step renders.
+
+    ``view``: the sensor index (one view per step); ``pixel_index``: flat
+    indices y·W + x into that view's image (``mi.UInt32``, length N, repeats
+    allowed); ``weight``: detached per-sample weights (``mi.Float``) such that
+    Σ_j weight_j ℓ_j is an unbiased estimate of the mean per-pixel loss (mean
+    over views and pixels); ``tile``: the tile of each sample (adaptive
+    statistics); ``full``: True when the batch is the whole image in raster
+    order (``render_pixels`` then renders with the real sensor).
+    """
+    step: int
+    view: int
+    pixel_index: object
+    weight: object
+    image_size: tuple
+    n_views: int
+    full: bool = False
+    tile: object = None
+    view_prob: float = 1.0
+
+    @property
+    def size(self) -> int:
+        """Number of pixel samples N of this batch."""
+        import drjit as dr
+        return dr.width(self.pixel_index)
+
+
+def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(step), int(stream)])
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise UserError(f"sampler: {name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def resolve_budget(budget, n_pixels: int) -> int:
+    """Pixel samples per step from ``budget``: a float in (0, 1] is a fraction of
+    the image, an integer (or integral float > 1) a count in [1, P]."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise UserError(f"sampler: budget must be a number, got {budget!r}")
+    if not math.isfinite(budget) or budget <= 0:
+        raise UserError(f"sampler: budget must be > 0 (a fraction in (0, 1] or a pixel count), got {budget!r}")
+    if isinstance(budget, (int, np.integer)) or budget > 1:
+        if budget != int(budget):
+            raise UserError(f"sampler: budget {budget!r} > 1 must be a whole pixel count")
+        n = int(budget)
+    else:
+        n = max(1, int(round(float(budget) * n_pixels)))
+    if n > n_pixels:
+        raise UserError(f"sampler: budget of {n} pixel samples exceeds the {n_pixels} pixels of an image")
+    return n
+
+
+class PixelSampler:
+    """Common part: image layout, per-step view choice, state."""
+
+    name = "?"
+
+    def __init__(self, image_size, n_views=1, budget=1.0, beta=0.2, rebuild_every=10, tile=8,
+                 statistic="residual", view_choice="uniform", seed=0, decay=0.5):
+        try:
+            w, h = (int(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise UserError(f"sampler: image_size must be (width, height), got {image_size!r}") from None
+        if w < 1 or h < 1:
+            raise UserError(f"sampler: image_size must be positive, got {image_size!r}")
+        self.width, self.height = w, h
+        self.n_pixels = w * h
+        self.n_views = _check_int("n_views", n_views, 1)
+        try:
+            beta = float(beta)
+        except (TypeError, ValueError):
+            raise UserError(f"sampler: beta must be a number in (0, 1], got {beta!r}") from None
+        if not (0.0 < beta <= 1.0):
+            raise UserError(f"sampler: beta must be in (0, 1], got {beta!r}")
+        self.beta = beta
+        self.rebuild_every = _check_int("rebuild_every (K)", rebuild_every, 1)
+        self.tile = _check_int("tile", tile, 1)
+        if statistic not in STATISTICS:
+            raise UserError(f"sampler: unknown statistic {statistic!r}; choose one of {', '.join(STATISTICS)}")
+        self.statistic = statistic
+        if view_choice not in VIEW_CHOICES:
+            raise UserError(f"sampler: unknown view_choice {view_choice!r}; choose one of {', '.join(VIEW_CHOICES)}")
+        self.view_choice = view_choice
+        if not (0.0 <= float(decay) < 1.0):
+            raise UserError(f"sampler: decay must be in [0, 1), got {decay!r}")
+        self.decay = float(decay)
+        self.seed = int(seed)
+        self.n_samples = resolve_budget(budget, self.n_pixels) if self.name != "full" else self.n_pixels
+        # Tiles: the statistics' resolution (adaptive q and adaptive view choice).
+        self.tiles_x = -(-w // self.tile)
+        self.tiles_y = -(-h // self.tile)
+        self.n_tiles = self.tiles_x * self.tiles_y
+        tx = np.minimum(self.tile, w - self.tile * np.arange(self.tiles_x))
+        ty = np.minimum(self.tile, h - self.tile * np.arange(self.tiles_y))
+        self.tile_pixels = np.outer(ty, tx).ravel().astype(np.float64)     # pixels per tile
+        self._view_prob = np.full(self.n_views, 1.0 / self.n_views)
+        self._init_stats()
+
+    # ------------------------------------------------------------------ statistics
+    def _init_stats(self):
+        import drjit as dr
+        import mitsuba as mi
+        size = self.n_views * self.n_tiles
+        self._sum = dr.zeros(mi.Float, size)     # decayed Σ of the statistic over observed samples
+        self._count = dr.zeros(mi.Float, size)   # decayed number of observed samples
+        self._last_rebuild = -1
+
+    def observe(self, batch: PixelBatch, values, reference) -> None:
+        """Record per-pixel statistics of a rendered batch (Dr.Jit, no host sync).
+
+        ``values``/``reference``: (N, C) tensors of the rendered and reference
+        pixels. The ``residual`` statistic records ‖I_p − I_ref,p‖² (mean over
+        channels) per sample into its (view, tile) cell.
+        """
+        import drjit as dr
+        import mitsuba as mi
+        if batch.tile is None:
+            return
+        r2 = _per_sample_sq_residual(values, reference)
+        cell = batch.tile + mi.UInt32(batch.view * self.n_tiles)
+        dr.scatter_add(self._sum, r2, cell)
+        dr.scatter_add(self._count, dr.full(mi.Float, 1.0, dr.width(r2)), cell)
+        dr.schedule(self._sum, self._count)
+
+    def tile_statistic(self) -> np.ndarray:
+        """s_t per (view, tile), shape (V, T): sqrt of the mean observed statistic;
+        cells never observed get the largest observed value (optimistic prior, so
+        they are explored), and all cells get 1 while nothing was observed."""
+        total = np.array(self._sum, dtype=np.float64)
+        count = np.array(self._count, dtype=np.float64)
+        seen = count > 0
+        s = np.zeros_like(total)
+        s[seen] = np.sqrt(np.maximum(total[seen] / count[seen], 0.0))
+        if not seen.any() or not np.isfinite(s).all() or s.max() <= 0:
+            s[:] = 1.0
+        else:
+            s[~seen] = s[seen].max()
+        return s.reshape(self.n_views, self.n_tiles)
+
+    def _maybe_rebuild(self, step: int) -> None:
+        """Rebuild the distributions every K steps (from step K on)."""
+        if step < self.rebuild_every or step // self.rebuild_every == self._last_rebuild // self.rebuild_every:
+            return
+        self._last_rebuild = step
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        import drjit as dr
+        import mitsuba as mi
+        s = self.tile_statistic()
+        if self.view_choice == "adaptive":
+            mass = (s * self.tile_pixels).sum(axis=1)
+            self._view_prob = (1 - self.beta) * mass / mass.sum() + self.beta / self.n_views
+        # Older observations fade: statistics track the changing error.
+        self._sum = mi.Float(self._sum * self.decay)
+        self._count = mi.Float(self._count * self.decay)
+        dr.eval(self._sum, self._count)
+        return s
+
+    def choose_view(self, step: int) -> tuple[int, float]:
+        """The view of this step and its probability r_v (a function of seed, step, state)."""
+        if self.n_views == 1:
+            return 0, 1.0
+        u = _rng(self.seed, step, 1).random()
+        cdf = np.cumsum(self._view_prob)
+        v = int(min(np.searchsorted(cdf, u * cdf[-1], side="right"), self.n_views - 1))
+        return v, float(self._view_prob[v] / cdf[-1])
+
+    def pixels_per_step(self, batch: PixelBatch | None = None) -> int:
+        """Pixel samples rendered per step (N; P for ``full``)."""
+        return self.n_samples if batch is None else batch.size
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Plain Python/NumPy state for checkpoints (JSON-friendly apart from arrays)."""
+        return {"name": self.name, "layout": [self.width, self.height, self.n_views, self.n_tiles],
+                "sum": np.array(self._sum, dtype=np.float32), "count": np.array(self._count, dtype=np.float32),
+                "last_rebuild": int(self._last_rebuild), "view_prob": np.array(self._view_prob, dtype=np.float64),
+                "extra": self._extra_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; a state of another sampler or layout is a UserError."""
+        import drjit as dr
+        import mitsuba as mi
+        try:
+            name, layout = state["name"], [int(v) for v in state["layout"]]
+        except (KeyError, TypeError, ValueError):
+            raise UserError("sampler: checkpoint has no valid sampler state") from None
+        if name != self.name or layout != [self.width, self.height, self.n_views, self.n_tiles]:
+            raise UserError(f"sampler: checkpoint holds a {name!r} sampler for layout {layout}, "
+                            f"the run asks for {self.name!r} with {[self.width, self.height, self.n_views, self.n_tiles]}")
+        self._sum = mi.Float(np.asarray(state["sum"], dtype=np.float32).ravel())
+        self._count = mi.Float(np.asarray(state["count"], dtype=np.float32).ravel())
+        self._last_rebuild = int(state["last_rebuild"])
+        self._view_prob = np.asarray(state["view_prob"], dtype=np.float64).ravel()
+        dr.eval(self._sum, self._count)
+        self._load_extra_state(state.get("extra") or {})
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        pass
+
+    def draw(self, step: int) -> PixelBatch:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return (f"{type(self).__name__}[{self.width}x{self.height}, views={self.n_views}, "
+                f"N={self.n_samples}, beta={self.beta}, K={self.rebuild_every}, tile={self.tile}]")
+
+
+def _per_sample_sq_residual(values, reference):
+    """Mean over channels of (I − I_ref)², one ``mi.Float`` entry per sample (detached)."""
+    import drjit as dr
+    import mitsuba as mi
+    diff = dr.detach(values) - dr.detach(reference)
+    n, c = diff.shape
+    idx = dr.arange(mi.UInt32, n) * c
+    r2 = dr.zeros(mi.Float, n)
+    for k in range(c):
+        r2 += dr.square(dr.gather(mi.Float, diff.array, idx + k))
+    return r2 / c
+
+
+class FullSampler(PixelSampler):
+    """Every pixel of one view per step, w = 1 / (P · V · r_v)."""
+
+    name = "full"
+
+    def draw(self, step: int) -> PixelBatch:
+        import drjit as dr
+        import mitsuba as mi
+        self._maybe_rebuild(step)
+        view, r = self.choose_view(step)
+        idx = dr.arange(mi.UInt32, self.n_pixels)
+        weight = dr.full(mi.Float, 1.0 / (self.n_pixels * self.n_views * r), self.n_pixels)
+        return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views, full=True,
+                          tile=self._tile_of(idx), view_prob=r)
+
+    def _tile_of(self, idx):
+        import mitsuba as mi
+        x, y = idx % self.width, idx // self.width
+        return mi.UInt32((y // self.tile) * self.tiles_x + x // self.tile)
+
+
+class UniformSampler(FullSampler):
+    """N pixels with replacement, q = 1/P: w = 1 / (N · V · r_v)."""
+
+    name = "uniform"
+
+    def _uniform_samples(self, step: int, dims: int):
+        import mitsuba as mi
+        # PCG32 per sample, stream from (seed, step): reproducible and resumable.
+        init = int(_rng(self.seed, step, 2).integers(2**62))
+        rng = mi.PCG32(self.n_samples, initstate=init)
+        return [rng.next_float32() for _ in range(dims)]
+
+    def draw(self, step: int) -> PixelBatch:
+        import drjit as dr
+        import mitsuba as mi
+        self._maybe_rebuild(step)
+        view, r = self.choose_view(step)
+        (u,) = self._uniform_samples(step, 1)
+        idx = dr.minimum(mi.UInt32(u * self.n_pixels), self.n_pixels - 1)
+        weight = dr.full(mi.Float, 1.0 / (self.n_samples * self.n_views * r), self.n_samples)
+        return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views,
+                          tile=self._tile_of(idx), view_prob=r)
+
+
+class AdaptiveSampler(UniformSampler):
+    """q from tile statistics mixed with uniform by β (eq. 5.2), rebuilt every K steps.
+
+    Statistic ``residual``: s_t = sqrt(E[‖I_p − I_ref,p‖²]) over the tile's
+    observed samples (decayed by ``decay`` at each rebuild).  With the L2 loss
+    ‖∂ℓ/∂I_p‖ = 2‖I_p − I_ref,p‖, so s_t estimates sqrt(E‖g_p‖²) of DESIGN §5
+    up to the image Jacobian ∂I_p/∂θ, which it takes as equal across pixels;
+    the expectation over noisy renders includes both ingredients, the mean
+    error (contribution to the gradient) and the render noise (its variance).
+    Tiles never observed get the largest observed s (explored first).
+    A pixel is drawn by picking a tile t with mass
+    m_t = (1 − β) s_t n_t / Σ s n + β n_t / P, then a pixel of the tile
+    uniformly, so q_p = m_{t(p)} / n_{t(p)}; weights are ≤ 1/(β N) (uniform
+    view choice).
+    """
+
+    name = "adaptive"
+
+    def _init_stats(self):
+        super()._init_stats()
+        self._set_masses(np.tile(self.tile_pixels / self.n_pixels, (self.n_views, 1)))
+
+    def _set_masses(self, mass: np.ndarray) -> None:
+        import drjit as dr
+        import mitsuba as mi
+        mass = mass / mass.sum(axis=1, keepdims=True)
+        self._mass = mass
+        cdf = np.cumsum(mass, axis=1)
+        cdf[:, -1] = 1.0
+        self._cdf = mi.Float(cdf.ravel().astype(np.float32))
+        self._mass_dr = mi.Float(mass.ravel().astype(np.float32))
+        dr.eval(self._cdf, self._mass_dr)
+
+    def _rebuild(self):
+        s = super()._rebuild()
+        sn = s * self.tile_pixels
+        mass = (1 - self.beta) * sn / sn.sum(axis=1, keepdims=True) + self.beta * self.tile_pixels / self.n_pixels
+        self._set_masses(mass)
+
+    def tile_probabilities(self, view: int = 0) -> np.ndarray:
+        """Current per-tile mass m_t of a view (shape tiles_y × tiles_x)."""
+        return self._mass[view].reshape(self.tiles_y, self.tiles_x)
+
+    def pixel_probabilities(self, view: int = 0) -> np.ndarray:
+        """Current q_p of a view as an H × W array (sums to 1)."""
+        m = self._mass[view] / self.tile_pixels
+        t = (np.arange(self.height)[:, None] // self.tile) * self.tiles_x + np.arange(self.width)[None, :] // self.tile
+        return m[t]
+
+    def draw(self, step: int) -> PixelBatch:
+        import drjit as dr
+        import mitsuba as mi
+        self._maybe_rebuild(step)
+        view, r = self.choose_view(step)
+        u_tile, u_x, u_y = self._uniform_samples(step, 3)
+        T = self.n_tiles
+        base = view * T
+        # Tile t: the first CDF entry of this view's block that exceeds u.
+        t = dr.binary_search(0, T - 1, lambda i: dr.gather(mi.Float, self._cdf, base + i) <= u_tile)
+        t = dr.minimum(t, T - 1)
+        tx, ty = t % self.tiles_x, t // self.tiles_x
+        x0, y0 = tx * self.tile, ty * self.tile
+        tw = dr.minimum(self.tile, self.width - x0)
+        th = dr.minimum(self.tile, self.height - y0)
+        x = x0 + dr.minimum(mi.UInt32(u_x * mi.Float(tw)), tw - 1)
+        y = y0 + dr.minimum(mi.UInt32(u_y * mi.Float(th)), th - 1)
+        idx = y * self.width + x
+        mass = dr.gather(mi.Float, self._mass_dr, base + t)
+        q = mass / mi.Float(tw * th)                                   # q_p = m_t / n_t
+        weight = dr.rcp(q * (self.n_samples * self.n_pixels * self.n_views * r))   # eq. 5.1
+        dr.eval(idx, weight, t)
+        return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views,
+                          tile=mi.UInt32(t), view_prob=r)
+
+    def _extra_state(self) -> dict:
+        return {"mass": np.array(self._mass, dtype=np.float64)}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        if "mass" in extra:
+            self._set_masses(np.asarray(extra["mass"], dtype=np.float64).reshape(self.n_views, self.n_tiles))
+
+
+_CLASSES = {"full": FullSampler, "uniform": UniformSampler, "adaptive": AdaptiveSampler}
+
+
+def make_sampler(name: str, image_size, n_views: int = 1, budget=0.1, beta: float = 0.2,
+                 rebuild_every: int = 10, tile: int = 8, statistic: str = "residual",
+                 view_choice: str = "uniform", seed: int = 0, decay: float = 0.5) -> PixelSampler:
+    """A pixel sampler by name (``full``, ``uniform``, ``adaptive``); see the package docstring."""
+    if name not in _CLASSES:
+        raise UserError(f"unknown pixel sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return _CLASSES[name](image_size, n_views=n_views, budget=budget, beta=beta, rebuild_every=rebuild_every,
+                          tile=tile, statistic=statistic, view_choice=view_choice, seed=seed, decay=decay)
