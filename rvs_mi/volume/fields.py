@@ -1,0 +1,201 @@
+"""Density and radiance fields of the volume integrators (Mitsuba ``volume`` children).
+
+A ``gridvolume`` child is taken over as a :class:`GridField`: its tensor becomes
+the integrator's differentiable parameter ``<integrator id>.<name>.data`` (so it
+can be replaced, also by a grid of another resolution, through
+``params.update()``; Mitsuba's own gridvolume refuses updates to other than 1, 3
+or 6 channels) and is evaluated by a ``mi.Texture3f`` (trilinear, clamped,
+``use_accel=False`` so gradients are exact). Any other volume plugin is
+wrapped as a :class:`VolumeField` and evaluated through ``Volume.eval*``; its
+own parameters appear under ``<integrator id>.<name>.…``.
+
+Radiance: 3 channels = RGB; 12 or 27 channels = real spherical harmonics of
+degree 1 or 2 (``dr.sh_eval`` basis), channel 3·j + c holding coefficient j of
+colour c, evaluated at the ray direction d (NeRF's c(x, d)). No activation:
+radiance is linear in the grid values.
+"""
+from __future__ import annotations
+
+import re
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+from ..errors import UserError
+from .spline import SIGMA_MAX
+
+ACTIVATIONS = ("none", "relu", "softplus", "exp")
+RADIANCE_CHANNELS = {3: None, 12: 1, 27: 2}      # channels -> SH degree (None = RGB)
+
+
+def check_activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise UserError(f"unknown density_activation {name!r}; use one of: " + ", ".join(ACTIVATIONS))
+    return name
+
+
+def activate(raw, name: str):
+    """σ = activation(raw) ≥ 0, capped at ``SIGMA_MAX``.
+
+    ``none`` clamps negative grid values to 0 (an interpolated density can dip
+    below zero between a positive and a negative voxel; the spline needs σ ≥ 0),
+    so it behaves like ``relu`` on the interpolated value. ``softplus`` is
+    log(1 + eˣ) computed as max(x, 0) + log(1 + e^{−|x|}).
+    """
+    if name in ("none", "relu"):
+        sigma = dr.maximum(raw, 0)
+    elif name == "softplus":
+        sigma = dr.maximum(raw, 0) + dr.log(1 + dr.exp(-dr.abs(raw)))
+    elif name == "exp":
+        sigma = dr.exp(dr.minimum(raw, 13.8))       # e^13.8 ≈ 1e6
+    else:
+        raise UserError(f"unknown density_activation {name!r}")
+    return dr.minimum(sigma, SIGMA_MAX)
+
+
+def radiance_rgb(channels, d):
+    """RGB radiance from field channels (3: RGB; 12/27: SH degree 1/2 at direction ``d``)."""
+    n = len(channels)
+    degree = RADIANCE_CHANNELS.get(n)
+    if n == 3:
+        return list(channels)
+    if degree is None:
+        raise UserError(f"radiance needs 3, 12 or 27 channels (got {n})")
+    basis = dr.sh_eval(d, degree)
+    rgb = [0, 0, 0]
+    for j, y in enumerate(basis):
+        for c in range(3):
+            rgb[c] = dr.fma(y, channels[3 * j + c], rgb[c]) if j else y * channels[3 * j + c]
+    return rgb
+
+
+_MATRIX = re.compile(r"to_local\s*=\s*Transform\[\s*matrix=\[(.*?)\]\],", re.S)
+
+
+def _to_local_of(volume) -> mi.ScalarTransform4f:
+    """World → [0,1]³ transform of a gridvolume.
+
+    Axis-aligned placements (the usual case) are recovered exactly from the
+    bounding box; rotated ones from the transform Mitsuba prints (6 digits).
+    """
+    bbox = volume.bbox()
+    lo, hi = np.array(bbox.min, dtype=np.float64), np.array(bbox.max, dtype=np.float64)
+    match = _MATRIX.search(str(volume))
+    matrix = None
+    if match:
+        rows = re.findall(r"\[([^\[\]]*)", "[" + match.group(1) + "]")
+        try:
+            matrix = np.array([[float(x) for x in r.split(",")] for r in rows if r.strip()])
+        except ValueError:
+            matrix = None
+    if matrix is not None and matrix.shape == (4, 4):
+        lin = matrix[:3, :3]
+        if np.abs(lin - np.diag(np.diag(lin))).max() > 1e-6 * np.abs(lin).max():
+            return mi.ScalarTransform4f(matrix.tolist())
+    scale = 1.0 / np.maximum(hi - lo, 1e-30)
+    return mi.ScalarTransform4f().scale(scale.tolist()).translate((-lo).tolist())
+
+
+class GridField:
+    """A trilinear grid field owned by the integrator (differentiable tensor ``data``)."""
+
+    is_grid = True
+
+    def __init__(self, name: str, data, to_local, allowed: tuple[int, ...]):
+        self.name = name
+        self.allowed = allowed
+        self.to_local = mi.Transform4f(to_local)
+        self.data = mi.TensorXf(data)
+        self.tex = None
+        self.refresh()
+
+    @classmethod
+    def from_volume(cls, name, volume, allowed):
+        params = mi.traverse(volume)
+        return cls(name, params["data"], _to_local_of(volume), allowed)
+
+    def check(self):
+        shape = tuple(self.data.shape)
+        if len(shape) != 4 or min(shape) < 1:
+            raise UserError(f"{self.name}.data must be a 4-D tensor (Z, Y, X, channels), got shape {shape}")
+        if shape[3] not in self.allowed:
+            raise UserError(f"{self.name} grid has {shape[3]} channels; expected "
+                            + " or ".join(str(a) for a in self.allowed))
+        with dr.suspend_grad():
+            finite = bool(dr.all(dr.isfinite(self.data.array), axis=None))
+        if not finite:
+            raise UserError(f"{self.name} grid contains non-finite values (NaN or inf)")
+
+    def refresh(self):
+        """(Re)build the texture after ``data`` changed (any resolution)."""
+        self.check()
+        if self.tex is not None and tuple(self.tex.shape) == tuple(self.data.shape):
+            self.tex.set_tensor(self.data)
+        else:
+            self.tex = mi.Texture3f(self.data, use_accel=False)
+
+    @property
+    def channels(self) -> int:
+        return int(self.data.shape[3])
+
+    def eval(self, p, active=True):
+        return self.tex.eval(self.to_local @ p, active)
+
+    def interval(self, ray):
+        """(hit, t0, t1) of the ray with the grid's box (t0 may be negative)."""
+        o = self.to_local @ ray.o
+        d = self.to_local @ ray.d
+        box = mi.BoundingBox3f(mi.ScalarPoint3f(0.0), mi.ScalarPoint3f(1.0))
+        return box.ray_intersect(mi.Ray3f(o, d))[:3]
+
+    def traverse(self, callback, prefix):
+        callback.put(f"{prefix}.data", self.data, mi.ParamFlags.Differentiable)
+
+
+class VolumeField:
+    """Any other Mitsuba volume plugin, evaluated through ``Volume.eval*``."""
+
+    is_grid = False
+
+    def __init__(self, name: str, volume, allowed):
+        self.name, self.volume, self.allowed = name, volume, allowed
+        n = volume.channel_count()
+        if n not in allowed:
+            raise UserError(f"{name} volume has {n} channels; expected " + " or ".join(str(a) for a in allowed))
+
+    @property
+    def channels(self) -> int:
+        return int(self.volume.channel_count())
+
+    def refresh(self):
+        pass
+
+    def eval(self, p, active=True):
+        it = dr.zeros(mi.Interaction3f)
+        it.p = p
+        n = self.channels
+        if n == 1:
+            return [self.volume.eval_1(it, active)]
+        if n == 3:
+            c = self.volume.eval(it, active)
+            return [c[0], c[1], c[2]]
+        return list(self.volume.eval_n(it, active))
+
+    def interval(self, ray):
+        return self.volume.bbox().ray_intersect(mi.Ray3f(ray.o, ray.d))[:3]
+
+    def traverse(self, callback, prefix):
+        callback.put(prefix, self.volume, mi.ParamFlags.Differentiable)
+
+
+def make_field(name: str, volume, allowed):
+    """Wrap a ``volume`` child; ``None`` -> UserError (the child is required)."""
+    if volume is None:
+        raise UserError(f'missing <volume name="{name}"> child')
+    if not isinstance(volume, mi.Volume):
+        raise UserError(f'"{name}" must be a volume plugin (got {type(volume).__name__})')
+    params = mi.traverse(volume)
+    if "data" in params.keys() and isinstance(params["data"], mi.TensorXf):
+        return GridField.from_volume(name, volume, allowed)
+    return VolumeField(name, volume, allowed)
