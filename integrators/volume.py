@@ -16,7 +16,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import ADIntegrator
 
 from rvs_mi.errors import UserError
-from rvs_mi.volume.estimators import (alpha_weights, bin_points, midpoint_bins,
+from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
                                       quadrature_colour, rvs_colour)
 from rvs_mi.volume.fields import activate, check_activation, make_field, radiance_rgb
 from rvs_mi.volume.spline import Spline, block_index, knot_positions, stratified_uniforms
@@ -63,10 +63,13 @@ class VolumeIntegrator(ADIntegrator):
 
     # -- helpers ---------------------------------------------------------------
     def interval(self, scene, ray, active):
-        """[t_n, t_f] inside the density box, clipped by the first surface; C_behind.
+        """The ray's part inside the density box, clipped by the first surface; C_behind.
 
-        Rays that miss the box (or whose box part is hidden behind a surface)
-        get t_n = t_f, i.e. an empty spline with y_f = 0.
+        Returns (ray moved to start at the box entry t_n, length L = t_f − t_n,
+        C_behind). Positions along the ray are then offsets in [0, L], which
+        keeps float32 differences of nearby positions accurate. Rays that miss
+        the box (or whose box part is hidden behind a surface) get L = 0, i.e.
+        an empty spline with y_f = 0.
         """
         hit, t0, t1 = self.density.interval(ray)
         si = scene.ray_intersect(ray, active)
@@ -74,11 +77,11 @@ class VolumeIntegrator(ADIntegrator):
         t_far = dr.minimum(dr.minimum(t1, si.t), ray.maxt)
         inside = active & hit & (t_far > t_near)
         t_near = dr.select(inside, t_near, 0)
-        t_far = dr.select(inside, t_far, 0)
+        length = dr.select(inside, t_far - t_near, 0)
         # Radiance from behind: the surface's emission or the environment
         # (si.emitter() returns the environment for rays that escape).
         behind = si.emitter(scene, active).eval(si, active)
-        return t_near, t_far, behind
+        return mi.Ray3f(dr.fma(ray.d, t_near, ray.o), ray.d), length, behind
 
     @staticmethod
     def ray_seed(sampler, n):
@@ -133,14 +136,13 @@ class RVSIntegrator(VolumeIntegrator):
         self.stratified = bool(props.get("stratified", True))
 
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
-        ray = mi.Ray3f(ray)
         active = mi.Bool(active)
-        t_near, t_far, behind = self.interval(scene, ray, active)
-        n, m, ms = dr.width(t_near), self.knots, self.samples
+        ray, length, behind = self.interval(scene, mi.Ray3f(ray), active)
+        n, m, ms = dr.width(length), self.knots, self.samples
         seed = self.ray_seed(sampler, n)
 
         # Density at the (jittered) knots and its spline (Sec. 3.3)
-        t = knot_positions(t_near, t_far, m, self.uniforms(seed, m, 0) if self.jitter else None)
+        t = knot_positions(dr.zeros(mi.Float, n), length, m, self.uniforms(seed, m, 0) if self.jitter else None)
         p, _ = self.ray_points(ray, t, m)
         spline = Spline(t, self.sigma_at(self.density, p), m)
 
@@ -159,8 +161,10 @@ class RVSHierIntegrator(VolumeIntegrator):
     ``<volume name="coarse_density">`` child, else from ``density``) gives the
     spline; ``fine_samples`` stratified positions come from its differentiable
     inverse CDF (not detached: the fine loss trains the coarse density through
-    the positions); the full fields are composited at the fine positions with
-    bins bounded by the midpoints between them. No proposal/interlevel loss.
+    the positions); the full fields are composited at the fine positions, each
+    fine sample standing for its stratum [F⁻¹(y_f·i/m'), F⁻¹(y_f·(i+1)/m')) of
+    the coarse distribution (first and last bins extended to t_n and t_f, so
+    the bins tile the ray). No proposal/interlevel loss.
     """
 
     def __init__(self, props):
@@ -177,20 +181,19 @@ class RVSHierIntegrator(VolumeIntegrator):
         return out
 
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
-        ray = mi.Ray3f(ray)
         active = mi.Bool(active)
-        t_near, t_far, behind = self.interval(scene, ray, active)
-        n, mc, mf = dr.width(t_near), self.coarse_knots, self.fine_samples
+        ray, length, behind = self.interval(scene, mi.Ray3f(ray), active)
+        n, mc, mf = dr.width(length), self.coarse_knots, self.fine_samples
         seed = self.ray_seed(sampler, n)
 
-        t = knot_positions(t_near, t_far, mc, self.uniforms(seed, mc, 0) if self.jitter else None)
+        t = knot_positions(dr.zeros(mi.Float, n), length, mc, self.uniforms(seed, mc, 0) if self.jitter else None)
         p, _ = self.ray_points(ray, t, mc)
         spline = Spline(t, self.sigma_at(self.coarse or self.density, p), mc)
 
         u = self.uniforms(seed, mf, 1) if self.jitter else dr.full(mi.Float, 0.5, n * mf)
-        t_f, _ = spline.sample(stratified_uniforms(u, mf), mf)      # sorted per ray
+        t_f, _ = spline.sample(stratified_uniforms(u, mf), mf)      # one per stratum, sorted
         p_f, d_f = self.ray_points(ray, t_f, mf)
-        delta = midpoint_bins(t_f, t_near, t_far, mf)
+        delta = quantile_bins(spline, length, mf)
         weights, transmittance = alpha_weights(self.sigma_at(self.density, p_f), delta, mf)
         L = quadrature_colour(weights, transmittance, self.radiance_at(p_f, d_f), mf, behind)
         return self.spectrum(L, active), active, [], None
@@ -210,12 +213,11 @@ class VolQuadIntegrator(VolumeIntegrator):
         self.knots = _int(props, "knots", 128, 2)
 
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
-        ray = mi.Ray3f(ray)
         active = mi.Bool(active)
-        t_near, t_far, behind = self.interval(scene, ray, active)
-        n, m = dr.width(t_near), self.knots
+        ray, length, behind = self.interval(scene, mi.Ray3f(ray), active)
+        n, m = dr.width(length), self.knots
         seed = self.ray_seed(sampler, n)
-        t, delta = bin_points(t_near, t_far, m, self.uniforms(seed, m, 0) if self.jitter else None)
+        t, delta = bin_points(dr.zeros(mi.Float, n), length, m, self.uniforms(seed, m, 0) if self.jitter else None)
         p, d = self.ray_points(ray, t, m)
         weights, transmittance = alpha_weights(self.sigma_at(self.density, p), delta, m)
         L = quadrature_colour(weights, transmittance, self.radiance_at(p, d), m, behind)

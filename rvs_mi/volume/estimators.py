@@ -72,19 +72,22 @@ def bin_points(t_near, t_far, m: int, jitter=None):
     return dr.fma(Float(k) + u, delta, t_n), delta
 
 
-def midpoint_bins(t, t_near, t_far, m: int):
-    """Bin widths around sorted points t_1 … t_m (flat N·m): edges at t_n, the midpoints, t_f.
+def quadrature_bins(spline, length, samples: int):
+    """Bin widths of the hierarchical quadrature: the quantile strata of the coarse spline.
 
-    Used by ``rvs_hier`` to composite the fine samples: δ_i = e_{i+1} − e_i
-    with e_0 = t_n, e_i = (t_{i−1} + t_i)/2, e_m = t_f, so Σ_i δ_i = L exactly.
+    Fine sample i lies in stratum [e_i, e_{i+1}) with e_i = F⁻¹(y_f·i/m')
+    (both edges differentiable through the inverse CDF, like the samples),
+    e_0 = 0 and e_{m'} = L (``length``, per ray), so Σ_i δ_i = L exactly.
+    Computed without gathering neighbouring samples (flat, no index shuffles).
     """
-    Float = type(t)
+    from .spline import block_index
+    Float = type(length)
     Index = dr.uint32_array_t(Float)
-    n = dr.width(t) // m
-    ray, k = block_index(Index, n, m)
-    base = ray * m
-    prev = dr.gather(Float, t, base + dr.select(k > 0, k - 1, 0))
-    nxt = dr.gather(Float, t, base + dr.select(k < m - 1, k + 1, m - 1))
-    lo = dr.select(k > 0, 0.5 * (prev + t), dr.gather(Float, t_near, ray))
-    hi = dr.select(k < m - 1, 0.5 * (t + nxt), dr.gather(Float, t_far, ray))
+    ray, i = block_index(Index, dr.width(length), samples)
+    lo_v = Float(i) * (1.0 / samples)
+    hi_v = Float(i + 1) * (1.0 / samples)
+    lo, _ = spline.sample(lo_v, samples)
+    hi, _ = spline.sample(hi_v, samples)
+    lo = dr.select(i == 0, 0, lo)
+    hi = dr.select(i == samples - 1, dr.gather(Float, length, ray), hi)
     return dr.fmax(hi - lo, 0)

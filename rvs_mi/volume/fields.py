@@ -130,10 +130,9 @@ class GridField:
     def refresh(self):
         """(Re)build the texture after ``data`` changed (any resolution)."""
         self.check()
-        if self.tex is not None and tuple(self.tex.shape) == tuple(self.data.shape):
-            self.tex.set_tensor(self.data)
-        else:
-            self.tex = mi.Texture3f(self.data, use_accel=False)
+        # A new texture each time: Texture3f.set_tensor() on an existing texture
+        # drops the AD attachment of the new tensor (Mitsuba 3.9.1, measured).
+        self.tex = mi.Texture3f(self.data, use_accel=False)
 
     @property
     def channels(self) -> int:
@@ -170,6 +169,7 @@ class VolumeField:
 
     def refresh(self):
         pass
+
 
     def eval(self, p, active=True):
         it = dr.zeros(mi.Interaction3f)

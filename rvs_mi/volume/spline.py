@@ -118,14 +118,17 @@ class Spline:
         self.n = dr.width(t) // m
         self.t, self.sigma = t, sigma
         ray, k = block_index(self.Index, self.n, m)
-        last = k == m - 1
-        nxt = dr.select(last, ray * m + k, ray * m + k + 1)
-        self.t_next = dr.gather(Float, t, nxt)
-        self.sigma_next = dr.gather(Float, sigma, nxt)
-        self.h = self.t_next - t
-        # Trapezoid mass of segment k (zero for the last knot, which has no segment)
-        mass = dr.select(last, 0, 0.5 * (sigma + self.sigma_next) * self.h)
-        self.S = dr.block_prefix_sum(mass, m)                 # S_k = Σ(t_k), exclusive
+        first, last = k == 0, k == m - 1
+        # Knot spacings are not differentiable (knots depend on the ray only)
+        t_d = dr.detach(t)
+        h_next = dr.select(last, 0, dr.gather(Float, t_d, dr.select(last, 0, ray * m + k + 1)) - t_d)
+        h_prev = dr.select(first, 0, t_d - dr.gather(Float, t_d, dr.select(first, 0, ray * m + k - 1)))
+        # S_k = Σ_{j<k} (σ_j + σ_{j+1})·h_j/2 written as two prefix sums of σ itself,
+        # so that σ is never gathered into a derived array: the reverse pass then
+        # only scatters into leaves (a chained gather-of-gather backward gave
+        # nondeterministic gradients on Dr.Jit 1.5's LLVM backend, measured).
+        self.S = (dr.block_prefix_sum(sigma * (0.5 * h_next), m)
+                  + dr.block_prefix_sum(sigma * (0.5 * h_prev), m, exclusive=False))
         self.sigma_far = dr.gather(Float, self.S, dr.arange(self.Index, self.n) * m + (m - 1))
 
     # -- opacity ------------------------------------------------------------
@@ -143,13 +146,17 @@ class Spline:
         base = ray * m
         k = dr.binary_search(0, m - 2, lambda j: dr.gather(Float, self.t, base + j + 1) <= t_query)
         i = base + k
-        t_k = dr.gather(Float, self.t, i)
-        h = dr.gather(Float, self.h, i)
-        a = dr.gather(Float, self.sigma, i)
-        b = dr.gather(Float, self.sigma_next, i)
+        t_k, h, a, b = self._segment(i)
         s = dr.clip(t_query - t_k, 0, h)
         slope = dr.select(h > 0, (b - a) / dr.fmax(h, 1e-30), 0)
         return dr.gather(Float, self.S, i) + s * (a + 0.5 * slope * s)
+
+    def _segment(self, i):
+        """Start, width and end densities of segment i (flat knot index, i+1 in the same ray)."""
+        Float = self.Float
+        t_k = dr.gather(Float, self.t, i)
+        h = dr.gather(Float, self.t, i + 1) - t_k
+        return t_k, h, dr.gather(Float, self.sigma, i), dr.gather(Float, self.sigma, i + 1)
 
     # -- inverse ------------------------------------------------------------
     def invert(self, target, ray, fallback_frac=None):
@@ -165,10 +172,7 @@ class Spline:
         S = self.S
         k = dr.binary_search(0, m - 2, lambda j: dr.gather(Float, S, base + j + 1) <= target)
         i = base + k
-        t_k = dr.gather(Float, self.t, i)
-        h = dr.gather(Float, self.h, i)
-        a = dr.gather(Float, self.sigma, i)
-        b = dr.gather(Float, self.sigma_next, i)
+        t_k, h, a, b = self._segment(i)
         r = dr.fmax(target - dr.gather(Float, S, i), 0)
         slope = dr.select(h > 0, (b - a) / dr.fmax(h, 1e-30), 0)
         # Root of (slope/2)·s² + a·s − r = 0 without cancellation
