@@ -67,6 +67,15 @@ def rig_positions(kind: str, count: int, radius: float, center=(0.0, 0.0, 0.0), 
     return np.asarray(center, dtype=np.float64) + radius * dirs
 
 
+def split_views(positions: np.ndarray, test_views: int):
+    """Split rig positions into (train, test), test views spread evenly over the rig."""
+    n = len(positions)
+    test = set(np.linspace(0, n - 1, test_views).round().astype(int).tolist()) if test_views else set()
+    train_pos = [p for i, p in enumerate(positions) if i not in test]
+    test_pos = [p for i, p in enumerate(positions) if i in test]
+    return np.array(train_pos), np.array(test_pos)
+
+
 def make_sensor(c2w_mitsuba: np.ndarray, fov_x_deg: float, width: int, height: int | None = None,
                 spp: int = 16, pixel_format: str = "rgb", near_clip: float = 0.01):
     """A Mitsuba perspective sensor (box filter) from a camera-to-world matrix."""

@@ -63,6 +63,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "view_choice": (str, "uniform", "uniform | adaptive"),
     },
     "upsample": {
+        "initial_resolution": (int, 0, "resample the grids to this resolution before step 0 (0: keep)"),
         "at_steps": (list, [], "steps at which grids double their resolution"),
         "params": (list, [], "keys/regexes of the grids to upsample (default: optimized tensors)"),
     },

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from .cameras import gl_to_mitsuba, look_at, make_sensor, mitsuba_to_gl, rig_positions
+from .cameras import gl_to_mitsuba, look_at, make_sensor, mitsuba_to_gl, rig_positions, split_views
 
 
 @dataclass
@@ -68,14 +68,9 @@ def render_dataset(scene, out_dir: str, views: int, res: int, test_views: int = 
     center, auto_radius = framing(scene, fov_x_deg)
     radius = auto_radius if radius is None else radius
     integrator = mi.load_dict({"type": "path", "max_depth": 8, "hide_emitters": True})
-    positions = rig_positions(rig, views + test_views, radius, center, seed)
-    # Interleave so that test views are spread over the rig, not bunched at one end.
-    order = np.arange(views + test_views)
-    test_idx = set(order[np.linspace(0, len(order) - 1, test_views).round().astype(int)].tolist()) \
-        if test_views else set()
-    splits = {"train": [], "test": []}
-    for i, pos in enumerate(positions):
-        splits["test" if i in test_idx else "train"].append(pos)
+    train_pos, test_pos = split_views(rig_positions(rig, views + test_views, radius, center, seed),
+                                      test_views)
+    splits = {"train": train_pos, "test": test_pos}
     for split, poses in splits.items():
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
         frames = []

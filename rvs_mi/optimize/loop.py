@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import UserError
 from .dataset import Split, framing, load_dataset
-from .cameras import look_at, make_sensor, rig_positions
+from .cameras import look_at, make_sensor, rig_positions, split_views
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.csv"
@@ -79,9 +79,10 @@ def _render_references(config: dict, seed_offset: int = 0):
     if ref["radius"] > 0:
         radius = ref["radius"]
     total = ref["views"] + ref["test_views"]
-    positions = rig_positions(ref["rig"], total, radius, center, ref["seed"])
+    train_pos, test_pos = split_views(rig_positions(ref["rig"], total, radius, center, ref["seed"]),
+                                      ref["test_views"])
     splits = []
-    for name, poses in (("train", positions[: ref["views"]]), ("test", positions[ref["views"]:])):
+    for name, poses in (("train", train_pos), ("test", test_pos)):
         split = Split([], [], [], ref["fov"], [])
         for i, pos in enumerate(poses):
             c2w = look_at(pos, center)
@@ -289,6 +290,12 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
             json.dump(initial, f)
         np.save(os.path.join(out_dir, "initial_images.npy"), np.stack(images))
 
+    res0 = config["upsample"]["initial_resolution"]
+    if res0 and not resume:
+        for key in _grid_keys(problem, config["upsample"]["params"]):
+            grid = problem.params[key]
+            problem.params[key] = dr.resample(grid, (res0, res0, res0, grid.shape[3]), filter="linear")
+        problem.params.update()
     opt = mi.ad.Adam(lr=opt_cfg["lr"], params={k: problem.params[k] for k in problem.keys})
     sampler = make_pixel_sampler(config, problem)
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
