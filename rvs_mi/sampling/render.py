@@ -13,9 +13,11 @@ are the integrator's.
 What the flat sensor cannot serve: an integrator that splats into the film at
 positions it computes itself — the projective integrators
 (``direct_projective``, ``prb_projective``) project silhouette samples onto
-the real film with ``sensor.sample_direction`` — and reparameterizing ones that
-re-project the warped ray into the film (``prb_reparam``).  These raise a
-``UserError``; pass ``fallback="full"`` to render the full image with the real
+the real film (``sensor.projection_transform``, ``sensor.sample_direction``;
+with the flat sensor they fail with an AttributeError) — and rvs-mi's
+``sdf_reparam``/``sdf_naive``, which generate their own pixel samples and
+pixel-edge flux terms through the real sensor's projection matrix.  These
+raise a ``UserError``; pass ``fallback="full"`` to render the full image with the real
 sensor and gather the pixels instead (correct gradients, no saving).
 """
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ..errors import UserError
 _NEEDS_FILM = {
     "DirectProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
     "PathProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
-    "PRBReparamIntegrator": "it re-projects reparameterized rays into the real film",
+    "SDFIntegrator": ("it generates its own pixel samples and pixel-edge flux terms through the real "
+                      "sensor's projection (rvs_mi.sdf.camera.Projection), which the flat sensor lacks"),
 }
 
 _PIXEL_FORMATS = {1: "luminance", 3: "rgb", 4: "rgba"}
@@ -130,7 +133,7 @@ def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | N
     n = batch.size
     flat = _flat_sensor(sensors, n, channels)
     P = batch.image_size[0] * batch.image_size[1]
-    flat.pixel_idx = mi.UInt32(batch.pixel_index + batch.view * P)
+    flat.pixel_idx = mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P))
     dr.eval(flat.pixel_idx)
     image = mi.render(scene, params, sensor=flat, integrator=integ, spp=spp, spp_grad=spp_grad,
                       seed=seed, seed_grad=seed_grad)

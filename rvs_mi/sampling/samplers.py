@@ -153,7 +153,7 @@ class PixelSampler:
         if batch.tile is None:
             return
         r2 = _per_sample_sq_residual(values, reference)
-        cell = batch.tile + mi.UInt32(batch.view * self.n_tiles)
+        cell = batch.tile + dr.opaque(mi.UInt32, batch.view * self.n_tiles)
         dr.scatter_add(self._sum, r2, cell)
         dr.scatter_add(self._count, dr.full(mi.Float, 1.0, dr.width(r2)), cell)
         dr.schedule(self._sum, self._count)
@@ -270,7 +270,7 @@ class FullSampler(PixelSampler):
         self._maybe_rebuild(step)
         view, r = self.choose_view(step)
         idx = dr.arange(mi.UInt32, self.n_pixels)
-        weight = dr.full(mi.Float, 1.0 / (self.n_pixels * self.n_views * r), self.n_pixels)
+        weight = dr.full(mi.Float, 1.0, self.n_pixels) * dr.opaque(mi.Float, 1.0 / (self.n_pixels * self.n_views * r))
         return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views, full=True,
                           tile=self._tile_of(idx), view_prob=r)
 
@@ -286,10 +286,12 @@ class UniformSampler(FullSampler):
     name = "uniform"
 
     def _uniform_samples(self, step: int, dims: int):
+        import drjit as dr
         import mitsuba as mi
         # PCG32 per sample, stream from (seed, step): reproducible and resumable.
-        init = int(_rng(self.seed, step, 2).integers(2**62))
-        rng = mi.PCG32(self.n_samples, initstate=init)
+        # (opaque: per-step scalars must not become kernel literals, or every step recompiles)
+        state = dr.opaque(mi.UInt64, int(_rng(self.seed, step, 2).integers(2**62)))
+        rng = mi.PCG32(self.n_samples, initstate=state)
         return [rng.next_float32() for _ in range(dims)]
 
     def draw(self, step: int) -> PixelBatch:
@@ -299,7 +301,8 @@ class UniformSampler(FullSampler):
         view, r = self.choose_view(step)
         (u,) = self._uniform_samples(step, 1)
         idx = dr.minimum(mi.UInt32(u * self.n_pixels), self.n_pixels - 1)
-        weight = dr.full(mi.Float, 1.0 / (self.n_samples * self.n_views * r), self.n_samples)
+        weight = dr.full(mi.Float, 1.0, self.n_samples) * dr.opaque(mi.Float, 1.0 / (self.n_samples * self.n_views * r))
+        dr.eval(idx, weight)
         return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views,
                           tile=self._tile_of(idx), view_prob=r)
 
@@ -360,7 +363,7 @@ class AdaptiveSampler(UniformSampler):
         view, r = self.choose_view(step)
         u_tile, u_x, u_y = self._uniform_samples(step, 3)
         T = self.n_tiles
-        base = view * T
+        base = dr.opaque(mi.UInt32, view * T)
         # Tile t: the first CDF entry of this view's block that exceeds u.
         t = dr.binary_search(0, T - 1, lambda i: dr.gather(mi.Float, self._cdf, base + i) <= u_tile)
         t = dr.minimum(t, T - 1)
@@ -373,7 +376,7 @@ class AdaptiveSampler(UniformSampler):
         idx = y * self.width + x
         mass = dr.gather(mi.Float, self._mass_dr, base + t)
         q = mass / mi.Float(tw * th)                                   # q_p = m_t / n_t
-        weight = dr.rcp(q * (self.n_samples * self.n_pixels * self.n_views * r))   # eq. 5.1
+        weight = dr.rcp(q * dr.opaque(mi.Float, self.n_samples * self.n_pixels * self.n_views * r))   # eq. 5.1
         dr.eval(idx, weight, t)
         return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views,
                           tile=mi.UInt32(t), view_prob=r)
