@@ -127,12 +127,18 @@ class GridField:
         if not finite:
             raise UserError(f"{self.name} grid contains non-finite values (NaN or inf)")
 
+    def _identity(self):
+        return (self.data.array.index, self.data.array.index_ad, tuple(self.data.shape))
+
     def refresh(self):
-        """(Re)build the texture after ``data`` changed (any resolution)."""
+        """(Re)build the texture after ``data`` changed (any resolution); no-op if unchanged."""
+        if self.tex is not None and self._identity() == self._built_from:
+            return
         self.check()
         # A new texture each time: Texture3f.set_tensor() on an existing texture
         # drops the AD attachment of the new tensor (Mitsuba 3.9.1, measured).
         self.tex = mi.Texture3f(self.data, use_accel=False)
+        self._built_from = self._identity()
 
     @property
     def channels(self) -> int:

@@ -96,6 +96,18 @@ def volume_scene_dict(density, radiance, integrator: str = "rvs", options: dict 
     return scene
 
 
+def plugin_error_message(exc) -> str:
+    """The one-line message of a ``UserError`` raised inside a Python plugin's constructor.
+
+    Mitsuba's loader re-raises it as a RuntimeError whose text embeds the whole
+    Python traceback; this digs out the last ``UserError: ...`` line (or
+    returns the collapsed text when there is none).
+    """
+    import re
+    found = re.findall(r"UserError: ([^\n]*)", str(exc))
+    return found[-1].strip() if found else one_line(exc)
+
+
 def load_volume_scene(*args, **kwargs):
     """``mi.load_dict(volume_scene_dict(...))`` with plugin errors turned into one-line ``UserError``."""
     import mitsuba as mi
@@ -107,4 +119,4 @@ def load_volume_scene(*args, **kwargs):
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"cannot load volume scene: {one_line(exc)}") from None
+        raise UserError(f"cannot load volume scene: {plugin_error_message(exc)}") from None
