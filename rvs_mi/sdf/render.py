@@ -19,7 +19,8 @@ from .camera import Projection
 from .trace import sphere_trace, trace_visibility
 from .warp import compute_warp
 
-HIT_EPS = 1e-4
+import os as _os
+HIT_EPS = float(_os.environ.get("RVS_SDF_HIT_EPS", "1e-3"))
 SHADOW_OFFSET = 1e-3
 
 

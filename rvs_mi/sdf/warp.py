@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 W0 = 1e-4
+C_REL = 1e-3
 
 
 @dataclass
@@ -133,9 +134,17 @@ def compute_warp(source, proj, trace, o, d, do, dd, gamma, lambda_d, top_k) -> W
         m, dm = 0.0, [0.0, 0.0]
     else:
         m, dm = slots[shift_slot][0], slots[shift_slot][1]
-    W = mi.Float(W0)
+    # Regularizing weight of a zero-velocity point: W0 + c_rel·max_i w^q_i (continuous
+    # in u). The relative part keeps V → 0 (instead of float noise) where the
+    # top-k weights are nearly equal and their shifted sum cancels.
+    top, dtop = slots[0][0], list(slots[0][1])
+    for wq_j, dwq, _, _ in slots[1:]:
+        larger = wq_j > top
+        top = dr.select(larger, wq_j, top)
+        dtop = [dr.select(larger, dwq[a], dtop[a]) for a in range(2)]
+    W = W0 + C_REL * top
     A = [0.0, 0.0]
-    B = [0.0, 0.0]
+    B = [C_REL * dtop[0], C_REL * dtop[1]]
     C = 0.0
     for wq_j, dwq, P, divP in slots:
         wb = wq_j - m
@@ -147,7 +156,7 @@ def compute_warp(source, proj, trace, o, d, do, dd, gamma, lambda_d, top_k) -> W
         C = C + dwb[0] * P[0] + dwb[1] * P[1] + wb * divP
     V = mi.Vector2f(A[0] / W, A[1] / W)
     div = (C - V.x * B[0] - V.y * B[1]) / W
-    return Warp(V=V, div=div, weight_sum=W - W0, kept=len(sel))
+    return Warp(V=V, div=div, weight_sum=W, kept=len(sel))
 
 
 def _matvec(H, v):
