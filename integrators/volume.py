@@ -19,7 +19,8 @@ from rvs_mi.errors import UserError
 from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
                                       quadrature_colour, rvs_colour)
 from rvs_mi.volume.fields import activate, check_activation, make_field, radiance_rgb
-from rvs_mi.volume.spline import Spline, block_index, knot_positions, stratified_uniforms
+from rvs_mi.volume.spline import (Spline, block_index, knot_positions, no_expand_scatter,
+                                  stratified_uniforms)
 
 
 def _int(props, name, default, minimum):
@@ -60,6 +61,12 @@ class VolumeIntegrator(ADIntegrator):
 
     def aov_names(self):
         return []
+
+    def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0):
+        # Atomic scatter-adds in the reverse pass (see no_expand_scatter: Dr.Jit's
+        # Expand mode made these gradients nondeterministic on LLVM).
+        with no_expand_scatter():
+            return super().render_backward(scene, params, grad_in, sensor, seed, spp)
 
     # -- helpers ---------------------------------------------------------------
     def interval(self, scene, ray, active):

@@ -143,15 +143,23 @@ def fd_scenes():
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("field", ["density", "radiance"])
 def test_fd_gradients(fd_scenes, name, field):
-    result = fd_check(fd_scenes[name], f"volume.{field}.data", spp=4, seed=1)
+    # seed >= 1: fd_check's AD render uses seed_grad=seed, and Mitsuba replaces
+    # seed_grad=0 by a hash, which would decorrelate AD from the FD renders.
+    # direction_seed=1: with 0 the reverse-mode scalar Σ FD·w of rvs_hier nearly
+    # cancels (0.015 against Σ|FD·w| = 2.8), which makes its relative error meaningless.
+    # rvs_hier moves its fine density look-ups with θ across trilinear kinks: a smaller
+    # step keeps the central difference in its linear range (2.2% at 1e-3, 0.4% at 3e-4).
+    eps = 3e-4 if name == "rvs_hier" else None
+    result = fd_check(fd_scenes[name], f"volume.{field}.data", spp=4, seed=1, direction_seed=1, eps=eps)
     rep = result.report
     assert np.all(np.isfinite(result.ad))
     assert rep["forward"]["relative_error"] < 0.03, rep["forward"]
-    if name == "rvs_hier" and field == "density":
-        # see README: reverse mode of rvs_hier is nondeterministic on Dr.Jit 1.5 LLVM
-        pytest.xfail(f"rvs_hier reverse mode (measured {rep['backward']['relative_error']:.3g}) "
-                     "is nondeterministic on Dr.Jit 1.5's LLVM backend")
+    assert rep["forward"]["correlation"] > 0.999
     assert rep["backward"]["relative_error"] < 0.03, rep["backward"]
+    # reverse mode is deterministic (Dr.Jit's Expand scatter mode is off in render_backward)
+    again = fd_check(fd_scenes[name], f"volume.{field}.data", spp=4, seed=1, direction_seed=1, eps=eps,
+                     mode="backward")
+    assert again.report["backward"]["ad"] == pytest.approx(rep["backward"]["ad"], rel=1e-5)
 
 
 # -- parameter updates -------------------------------------------------------------------------
