@@ -21,7 +21,7 @@ from .warp import compute_warp
 
 import os as _os
 HIT_EPS = float(_os.environ.get("RVS_SDF_HIT_EPS", "1e-3"))
-SHADOW_OFFSET = 1e-3
+SHADOW_OFFSET = 5 * HIT_EPS   # > HIT_EPS + the hit residual (≤ HIT_EPS)
 
 
 def _pixel_samples(sampler, W, H, spp):
