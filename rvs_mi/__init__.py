@@ -97,6 +97,12 @@ def init(variant: str | None = None) -> str:
 
     # Plugin classes derive from variant-specific Mitsuba classes, so each
     # module is (re)imported under the active variant before registering.
+    # Mitsuba does not re-execute its own ``mitsuba.ad.integrators.common``
+    # on a variant change, so its ``ADIntegrator`` base is rebuilt first.
+    if _registered_variant is not None:
+        import mitsuba.ad.integrators.common as ad_common
+        if not issubclass(ad_common.ADIntegrator, mi.Integrator):
+            importlib.reload(ad_common)
     for name in _integrator_modules():
         full = f"rvs_mi.integrators.{name}"
         module = importlib.import_module(full)

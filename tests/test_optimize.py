@@ -15,7 +15,7 @@ from rvs_mi.optimize.dataset import load_dataset, render_dataset
 from rvs_mi.optimize.loop import run_optimization
 from rvs_mi.scene import load_scene
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "texture_prb.toml")
+EXAMPLE = scenes.path("configs/texture_prb.toml")
 
 
 def run_cli(*args):
