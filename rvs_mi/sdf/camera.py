@@ -24,10 +24,14 @@ class Projection:
     """Projective camera model of one sensor (scalar 4x4 matrix K)."""
 
     def __init__(self, K: np.ndarray, crop_size, perspective: bool):
+        import drjit as dr
+        import mitsuba as mi
         K = np.asarray(K, dtype=np.float64)
         self.K_np = K
-        self.K = [[float(v) for v in row] for row in K]
-        self.Kinv = [[float(v) for v in row] for row in np.linalg.inv(K)]
+        # Opaque entries: the matrix is a kernel input, not a literal baked into
+        # the code, so every view of a multi-view optimization reuses one kernel.
+        self.K = [[dr.opaque(mi.Float, float(v)) for v in row] for row in K]
+        self.Kinv = [[dr.opaque(mi.Float, float(v)) for v in row] for row in np.linalg.inv(K)]
         self.crop = (float(crop_size[0]), float(crop_size[1]))
         self.perspective = perspective
 
@@ -51,7 +55,7 @@ class Projection:
     # ---------------------------------------------------------------- helpers
     def _row(self, M, i):
         import mitsuba as mi
-        return mi.Vector3f(float(M[i][0]), float(M[i][1]), float(M[i][2])), float(M[i][3])
+        return mi.Vector3f(M[i][0], M[i][1], M[i][2]), M[i][3]
 
     def _apply(self, M, x):
         """Homogeneous components (h0, h1, h2, h3) of M·[x, 1]."""
