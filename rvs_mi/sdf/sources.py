@@ -121,10 +121,12 @@ class AnalyticSDF:
         if shape not in SHAPES:
             raise UserError(f"unknown sdf_shape {shape!r}; expected one of {', '.join(SHAPES)}")
         self.shape = shape
-        self.center = mi.Point3f(*[float(v) for v in center])
-        self.radius = mi.Float(float(radius))
-        self.minor_radius = mi.Float(float(minor_radius))
-        self.half_extents = mi.Vector3f(*[float(v) for v in half_extents])
+        import drjit as dr
+        # Opaque from the start, so the first step compiles the same kernels as the rest.
+        self.center = dr.opaque(mi.Point3f, [float(v) for v in center])
+        self.radius = dr.opaque(mi.Float, float(radius))
+        self.minor_radius = dr.opaque(mi.Float, float(minor_radius))
+        self.half_extents = dr.opaque(mi.Vector3f, [float(v) for v in half_extents])
         self.check()
 
     def check(self):
@@ -152,15 +154,20 @@ class AnalyticSDF:
     def parameters_changed(self):
         self.check()
 
-    def bound_radius(self) -> float:
+    def bound_radius(self):
+        """Radius of a bounding sphere about the center (a detached Dr.Jit Float).
+
+        Kept as a Dr.Jit value, not a Python float: a literal that changes with
+        the parameters would compile new kernels at every optimization step.
+        """
         import drjit as dr
-        r = float(dr.detach(self.radius)[0])
+        r = dr.detach(self.radius)
         if self.shape == "sphere":
             R = r
         elif self.shape == "torus":
-            R = r + float(dr.detach(self.minor_radius)[0])
+            R = r + dr.detach(self.minor_radius)
         else:
-            R = float(np.linalg.norm(np.array(dr.detach(self.half_extents)).ravel()))
+            R = dr.norm(dr.detach(self.half_extents))
         return 1.05 * R + 1e-2
 
     def interval(self, o, d, do, dd):
