@@ -11,7 +11,8 @@ evaluating the gradients. ``rvs`` with ``--samples`` radiance samples per ray,
 ``--knots`` density knots. Each configuration runs in its own process, steps
 after ``--warmup`` (JIT compilation) are timed; ratios are relative to volquad
 in the same run (other processes on the machine slow every configuration
-alike only if they run for the whole benchmark — repeat to check).
+alike only if they run for the whole benchmark — repeat to check; the min
+step time is the least disturbed by them).
 
 Memory: the Dr.Jit allocation watermark of the LLVM backend during the timed
 steps (``dr.detail.malloc_watermark``: "peak" in all, "step" above what was
@@ -218,11 +219,11 @@ def main(argv=None) -> int:
     print(f"\nLLVM ({os.cpu_count()} CPU threads), {args.res}x{args.res} rays at 1 spp, {args.grid}^3 density + "
           f"SH2 radiance (27 ch), {args.knots} density knots (rvs_hier: coarse/fine), median of {args.steps} "
           f"steps (render + backward); reference: volquad {args.ref_knots} knots, {args.ref_spp} spp\n")
-    print("| integrator | radiance queries/ray | step (s) | step vs volquad | Dr.Jit peak (MB) | Dr.Jit step (MB) "
+    print("| integrator | radiance queries/ray | step (s) | min step (s) | step vs volquad | Dr.Jit peak (MB) | Dr.Jit step (MB) "
           "| step memory vs volquad | peak RSS (MB) | RMSE 1 spp | RMSE mean of %d |" % args.avg)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     for r in results:
-        print(f"| {r['config']} | {r['radiance_queries_per_ray']:.0f} | {r['step_s']:.3f} | "
+        print(f"| {r['config']} | {r['radiance_queries_per_ray']:.0f} | {r['step_s']:.3f} | {r['step_min_s']:.3f} | "
               f"x{ref['step_s'] / r['step_s']:.2f} faster | {r['jit_peak_mb']:.0f} | {r['jit_step_mb']:.1f} | "
               f"x{ref['jit_step_mb'] / max(r['jit_step_mb'], 1e-9):.2f} less | {r['peak_rss_mb']:.0f} | "
               f"{r['rmse_1spp']:.4f} | {r['rmse_avg']:.4f} |")
