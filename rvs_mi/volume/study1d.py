@@ -58,7 +58,7 @@ EXACT_INTERVALS = 65536
 
 
 def field_text(name: str) -> str:
-    parts = " ".join(f"s[{a}:{b}] = {v:g}" for a, b, v in PLATEAUS[name])
+    parts = ", ".join(f"s[{a}:{b}] = {v:g}" for a, b, v in PLATEAUS[name])
     return f"sigma_k = softplus(64 s_k) at t_k = k/255 (k = 0..255), s = -1 except {parts}"
 
 
