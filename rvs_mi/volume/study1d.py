@@ -274,7 +274,8 @@ def toy_optimization(steps: int = 300, lr: float = 0.05, samples: int = 8, runs:
     """Fit a 256-knot density σ = softplus(64·s) (s learned, starting from s = 0, σ ≈ 0.69)
     so that the expected colours of the four rays of :func:`toy_radiances` match those of
     ``target_field``. Each step draws ``runs`` stratified-RVS estimates (Eq. 8) per ray with
-    ``samples`` samples, loss = mean over rays and runs of (Ĉ − C_target)², one Adam step.
+    ``samples`` samples, loss = mean over rays and runs of (Ĉ − C_target)², one Adam step
+    (learning rate ``lr`` decaying exponentially to lr/10 at the last step).
 
     Returns a dict: ``losses`` (stochastic loss per step), ``exact_steps`` / ``exact_losses``
     (loss of the exact colours, dense quadrature, every ``eval_every`` steps and at the end),
@@ -307,6 +308,7 @@ def toy_optimization(steps: int = 300, lr: float = 0.05, samples: int = 8, runs:
         loss = loss / len(cs)
         with no_expand_scatter():          # deterministic reverse pass (see spline.py)
             dr.backward(loss)
+        opt.set_learning_rate(lr * 0.1 ** (step / steps))   # decays 10x over the run
         opt.step()
         losses.append(float(loss[0]))
         if (step + 1) % eval_every == 0 or step + 1 == steps:
