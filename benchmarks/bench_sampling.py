@@ -1,17 +1,37 @@
-"""Pixel samplers on an inverse problem: full images vs uniform vs adaptive sparse pixels.
+"""Pixel samplers on inverse problems: full images vs uniform vs adaptive sparse pixels.
 
-Problem (1) of issue 6: recover an albedo texture with ``prb`` from several
-views of a textured plane (direct lighting under a constant sky plus a point
-light). Each method runs for the same wall-clock budget; every few seconds
-(clock paused) it records the texture RMSE against the truth and the image
-MSE of a held-out view. Prints a table and writes ``bench_sampling.json`` and
-a plot to ``--out``.
+Issue 6's three inverse problems (``--problem``):
 
-    .venv/bin/python benchmarks/bench_sampling.py --seconds 30 --seeds 0 1 2
+- ``texture`` (1): an albedo texture with ``prb`` from 4 views of a textured
+  plane (direct light under a constant sky plus a point light);
+  ``--pattern concentrated`` (grey except a detailed patch, ≈ 10 % of the
+  texture: the error is concentrated) or ``spread`` (random everywhere).
+- ``volume`` (2): density and RGB radiance grids of an emission–absorption
+  volume with ``rvs`` from 4 views (two small dense blobs in a faint haze).
+- ``sdf`` (3): centre and radius of an analytic SDF sphere with
+  ``sdf_reparam`` from 4 views (``scenes/fit_sdf_sphere.xml``). ``sdf_reparam``
+  cannot render sparse pixels through Mitsuba's flat sensor (it traces its own
+  pixel samples through the real sensor's projection), so ``uniform`` and
+  ``adaptive`` render the full image and gather their pixels
+  (``render_pixels(fallback="full")``): the same cost per step as ``full``,
+  only the loss is sparse. This measures the estimator, not a saving.
 
-``--pattern concentrated``: the truth is grey except for a detailed patch
-(≈ 10 % of the texture), so the error is concentrated; ``spread``: random
-texture everywhere (adaptive should gain little).
+Each method (``full``; ``uniform``/``adaptive`` with N = ``--budgets`` of the
+pixels) runs for the same wall-clock budget per seed; every ``--eval-every``
+seconds (clock paused) it records the parameter error (RMSE against the
+truth) and the MSE of a held-out view. Prints one line per run and a table
+(means over seeds), and writes ``bench_sampling_<problem>.json`` and a plot
+(errors vs wall time and vs rendered samples) to ``--out``.
+
+    .venv/bin/python benchmarks/bench_sampling.py --problem texture       # ≈ 4 min each on 2 cores
+    .venv/bin/python benchmarks/bench_sampling.py --problem volume
+    .venv/bin/python benchmarks/bench_sampling.py --problem sdf
+    .venv/bin/python benchmarks/bench_sampling.py --problem volume --seconds 60 --seeds 0 1 2 3 4 --budgets 0.05 0.1
+
+Goal checked in the table (issue 6): adaptive reaches uniform's final error
+in ≤ 0.6× uniform's time, and full's final error in ≤ 1/3 of full's time.
+Timings share the machine with whatever else runs: methods are interleaved
+per seed so that load changes hit all of them.
 """
 from __future__ import annotations
 
@@ -23,6 +43,27 @@ import time
 import numpy as np
 
 
+# ---------------------------------------------------------------------------- cameras
+def perspective(origin, size, fov=45.0, target=(0, 0, 0), up=(0, 1, 0), spp=4):
+    import mitsuba as mi
+    return mi.load_dict({
+        "type": "perspective", "fov": fov,
+        "to_world": mi.ScalarTransform4f().look_at(origin=list(origin), target=list(target), up=list(up)),
+        "film": {"type": "hdrfilm", "width": size, "height": size, "pixel_format": "rgb",
+                 "rfilter": {"type": "box"}},
+        "sampler": {"type": "independent", "sample_count": spp}})
+
+
+def render(scene, sensor, spp, seed, params=None):
+    import drjit as dr
+    import mitsuba as mi
+    if params is None:
+        with dr.suspend_grad():
+            return mi.render(scene, sensor=sensor, spp=spp, seed=seed)
+    return mi.render(scene, params, sensor=sensor, spp=spp, seed=seed, seed_grad=seed + 1)
+
+
+# ---------------------------------------------------------------------------- problem (1)
 def truth_texture(pattern: str, res: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if pattern == "spread":
@@ -36,89 +77,175 @@ def truth_texture(pattern: str, res: int, seed: int = 0) -> np.ndarray:
     return tex
 
 
-def make_scene(tex: np.ndarray, size: int, views: list, spp: int = 4):
+def texture_scene(tex: np.ndarray):
     import mitsuba as mi
-    sensors = {}
-    for i, (ox, oy) in enumerate(views):
-        sensors[f"sensor{i}"] = {
-            "type": "perspective", "fov": 45,
-            "to_world": mi.ScalarTransform4f().look_at(origin=[ox, oy, 2.6], target=[0, 0, 0], up=[0, 1, 0]),
-            "film": {"type": "hdrfilm", "width": size, "height": size, "pixel_format": "rgb",
-                     "rfilter": {"type": "box"}},
-            "sampler": {"type": "independent", "sample_count": spp}}
     return mi.load_dict({
         "type": "scene", "integrator": {"type": "prb", "max_depth": 2},
         "plane": {"type": "rectangle", "bsdf": {"type": "diffuse", "reflectance": {
             "type": "bitmap", "data": mi.TensorXf(tex), "raw": True, "filter_type": "bilinear"}}},
         "sky": {"type": "constant", "radiance": {"type": "rgb", "value": 0.6}},
-        "light": {"type": "point", "position": [1.0, 1.5, 2.0], "intensity": {"type": "rgb", "value": 4.0}},
-        **sensors})
+        "light": {"type": "point", "position": [1.0, 1.5, 2.0], "intensity": {"type": "rgb", "value": 4.0}}})
 
 
-TRAIN_VIEWS = [(-0.6, -0.4), (0.6, -0.4), (-0.5, 0.5), (0.5, 0.5)]
-HELDOUT_VIEW = [(0.0, 0.1)]
-KEY = "plane.bsdf.reflectance.data"
+TEXTURE_VIEWS = [(-0.6, -0.4, 2.6), (0.6, -0.4, 2.6), (-0.5, 0.5, 2.6), (0.5, 0.5, 2.6)]
+TEXTURE_HELDOUT = (0.0, 0.1, 2.6)
+TEXTURE_KEY = "plane.bsdf.reflectance.data"
 
 
-def run_method(method, budget, args, seed, truth, refs, held_ref):
+def texture_problem(args):
+    truth = truth_texture(args.pattern, args.tex)
+    init = np.full_like(truth, 0.5)
+    return {"name": f"{args.pattern} albedo texture {args.tex}^2 (prb)", "integrator": "prb",
+            "truth": {TEXTURE_KEY: truth}, "error_keys": [TEXTURE_KEY],
+            "scene": lambda values: texture_scene(values.get(TEXTURE_KEY, init)),
+            "views": TEXTURE_VIEWS, "heldout": TEXTURE_HELDOUT, "fov": 45.0,
+            "lr": lambda lr: {TEXTURE_KEY: lr}, "clamp": {TEXTURE_KEY: (0.0, 1.0)}}
+
+
+# ---------------------------------------------------------------------------- problem (2)
+def volume_truth(res: int):
+    """Density (Z, Y, X, 1): two small dense blobs in a faint haze; RGB radiance varying in space."""
+    z, y, x = np.meshgrid(*(np.linspace(-1, 1, res),) * 3, indexing="ij")
+    d = 0.2 + 14.0 * np.exp(-((x - 0.35) ** 2 + (y - 0.3) ** 2 + z ** 2) / 0.03) \
+        + 10.0 * np.exp(-((x + 0.4) ** 2 + (y + 0.35) ** 2 + (z - 0.2) ** 2) / 0.02)
+    c = np.stack([0.5 + 0.4 * x, 0.5 + 0.4 * y, 0.5 - 0.4 * z], axis=-1)
+    return d[..., None].astype(np.float32), c.astype(np.float32)
+
+
+VOLUME_KEYS = ("volume.density.data", "volume.radiance.data")
+
+
+def _ring(n, radius):
+    """n camera origins around the origin, alternating above and below the equator."""
+    a = 2 * np.pi * np.arange(n) / n
+    h = np.where(np.arange(n) % 2 == 0, 0.35, -0.35) * radius
+    return [(float(np.sqrt(radius ** 2 - y ** 2) * np.sin(t)), float(y), float(np.sqrt(radius ** 2 - y ** 2) * np.cos(t)))
+            for t, y in zip(a, h)]
+
+
+def volume_problem(args):
+    import mitsuba as mi
+    from rvs_mi.volume.scene import volume_scene_dict
+    density, radiance = volume_truth(args.grid)
+    init = {VOLUME_KEYS[0]: np.full_like(density, 0.5), VOLUME_KEYS[1]: np.full_like(radiance, 0.5)}
+    opts = {"knots": args.knots, "samples": args.samples}
+
+    def scene(values):
+        d = values.get(VOLUME_KEYS[0], init[VOLUME_KEYS[0]])
+        c = values.get(VOLUME_KEYS[1], init[VOLUME_KEYS[1]])
+        sd = volume_scene_dict(d, c, "rvs", opts, resolution=(8, 8), background=(0.1, 0.1, 0.1))
+        return mi.load_dict(sd)
+
+    return {"name": f"volume density + RGB radiance {args.grid}^3 (rvs, {args.knots} knots, {args.samples} samples)",
+            "integrator": "rvs", "truth": {VOLUME_KEYS[0]: density, VOLUME_KEYS[1]: radiance},
+            "error_keys": [VOLUME_KEYS[0]], "scene": scene,
+            "views": _ring(8, 3.6), "heldout": (-2.2, 2.0, 2.2), "fov": 45.0,
+            "lr": lambda lr: {VOLUME_KEYS[0]: 10 * lr, VOLUME_KEYS[1]: lr},       # density spans 0..25
+            "clamp": {VOLUME_KEYS[0]: (0.0, 40.0), VOLUME_KEYS[1]: (0.0, 2.0)}}
+
+
+# ---------------------------------------------------------------------------- problem (3)
+SDF_KEYS = ("sdf.sdf.center", "sdf.sdf.radius")
+
+
+def sdf_problem(args):
+    from rvs_mi import scenes
+    from rvs_mi.scene import load_scene
+    truth = {SDF_KEYS[0]: np.zeros(3, np.float32), SDF_KEYS[1]: np.array([0.5], np.float32)}
+    start = {SDF_KEYS[0]: np.array([0.15, -0.1, 0.1], np.float32), SDF_KEYS[1]: np.array([0.35], np.float32)}
+
+    def scene(values):
+        c = values.get(SDF_KEYS[0], start[SDF_KEYS[0]])
+        r = values.get(SDF_KEYS[1], start[SDF_KEYS[1]])
+        defines = {"cx": str(float(c[0])), "cy": str(float(c[1])), "cz": str(float(c[2])),
+                   "radius": str(float(r[0])), "res": "8"}
+        return load_scene(str(scenes.path("fit_sdf_sphere.xml")), defines=defines)
+
+    return {"name": "SDF sphere centre + radius (sdf_reparam; sparse = full render, gathered)",
+            "integrator": "sdf_reparam", "truth": truth, "error_keys": list(SDF_KEYS), "scene": scene,
+            "views": [(0.0, 0.5, 3.0), (2.6, 0.8, 1.2), (-2.4, 0.2, 1.6), (0.5, 2.4, -1.7)],
+            "heldout": (-1.5, 1.5, -2.2), "fov": 40.0,
+            "lr": lambda lr: {SDF_KEYS[0]: lr, SDF_KEYS[1]: lr},
+            "clamp": {SDF_KEYS[1]: (0.05, 2.0)}, "fallback": "full"}
+
+
+PROBLEMS = {"texture": texture_problem, "volume": volume_problem, "sdf": sdf_problem}
+# Per problem: image size, spp, wall seconds per run (default run ≲ 6 min on 2 cores), Adam
+# learning rates of full images and of sparse pixels, picked from a short sweep (14 s, seed 0,
+# lr ∈ {0.05, 0.02, 0.007}): sparse gradients are noisier, and with the larger lr the
+# clamped volume density random-walks upwards.
+DEFAULTS = {
+    "texture": {"size": 128, "spp": 4, "seconds": 20.0, "lr": 0.02, "lr_sparse": 0.007},
+    "volume": {"size": 128, "spp": 1, "seconds": 20.0, "lr": 0.02, "lr_sparse": 0.007},
+    "sdf": {"size": 32, "spp": 2, "seconds": 20.0, "lr": 0.02, "lr_sparse": 0.02},
+}
+
+
+# ---------------------------------------------------------------------------- runs
+def param_error(params, prob):
+    err = np.concatenate([(np.array(params[k], dtype=np.float64).ravel() - prob["truth"][k].ravel())
+                          for k in prob["error_keys"]])
+    return float(np.sqrt(np.mean(err ** 2)))
+
+
+def run_method(method, budget, args, seed, prob, refs, held_ref):
     import drjit as dr
     import mitsuba as mi
     from rvs_mi import sampling
     from rvs_mi.optimize.losses import image_loss
 
-    res = truth.shape[0]
-    scene = make_scene(np.full_like(truth, 0.5), args.size, TRAIN_VIEWS)
-    sensors = list(scene.sensors())
-    held = make_scene(np.full_like(truth, 0.5), args.size, HELDOUT_VIEW)
+    keys = list(prob["truth"])
+    scene = prob["scene"]({})
+    sensors = [perspective(o, args.size, prob["fov"], spp=args.spp) for o in prob["views"]]
+    held = perspective(prob["heldout"], args.size, prob["fov"])
     params = mi.traverse(scene)
-    params.keep([KEY])
-    held_params = mi.traverse(held)
-    opt = mi.ad.Adam(lr=args.lr)
-    opt[KEY] = params[KEY]
+    params.keep(keys)
+    opt = mi.ad.Adam(lr=0.01)
+    for k in keys:
+        opt[k] = params[k]
+    opt.set_learning_rate(prob["lr"](args.lr if method == "full" else args.lr_sparse))
     params.update(opt)
     sampler = None
     if method != "full":
         sampler = sampling.make_sampler(method, image_size=(args.size, args.size), n_views=len(sensors),
                                         budget=budget, beta=args.beta, rebuild_every=args.rebuild_every,
                                         tile=args.tile, seed=seed)
+    fallback = prob.get("fallback", "error")
     curve = []
     samples = 0
     clock = 0.0
 
     def evaluate(step):
-        with dr.suspend_grad():
-            held_params[KEY] = params[KEY]
-            held_params.update()
-            img = mi.render(held, spp=args.eval_spp, seed=12345)
-        tex = np.array(params[KEY])
-        curve.append({"step": step, "time_s": clock, "samples": samples,
-                      "param_rmse": float(np.sqrt(np.mean((tex - truth) ** 2))),
+        img = render(scene, held, args.eval_spp, 12345)
+        curve.append({"step": step, "time_s": clock, "samples": samples, "param_err": param_error(params, prob),
                       "heldout_mse": float(np.mean((np.array(img) - held_ref) ** 2))})
 
     evaluate(0)
     next_eval = args.eval_every
     step = 0
     rng = np.random.default_rng([seed, 99])
+    P = args.size * args.size
     while clock < args.seconds:
         t0 = time.perf_counter()
         s = (seed * 100003 + 2 * step) & 0x7FFFFFFF
         if sampler is None:
             view = int(rng.integers(len(sensors)))
-            img = mi.render(scene, params, sensor=sensors[view], spp=args.spp, seed=s, seed_grad=s + 1)
-            loss = image_loss(img, refs[view], "l2")
-            n = args.size * args.size
+            img = render(scene, sensors[view], args.spp, s, params)
+            loss = image_loss(img, refs[view], args.loss)
+            n = P
         else:
             batch = sampler.draw(step)
-            values = sampling.render_pixels(scene, params, sensors, batch, spp=args.spp, seed=s)
+            values = sampling.render_pixels(scene, params, sensors, batch, spp=args.spp, seed=s, fallback=fallback)
             ref = sampling.gather_reference(refs, batch)
-            loss = sampling.weighted_loss(values, ref, batch, kind="l2")
+            loss = sampling.weighted_loss(values, ref, batch, kind=args.loss)
             sampler.observe(batch, values, ref)
-            n = batch.size
+            n = P if fallback == "full" else batch.size          # what was actually rendered
         dr.backward(loss)
         opt.step()
-        opt[KEY] = dr.clip(opt[KEY], 0.0, 1.0)
+        for k, (lo, hi) in prob["clamp"].items():
+            opt[k] = dr.clip(opt[k], lo, hi)
         params.update(opt)
-        dr.eval(params[KEY])
+        dr.eval([params[k] for k in keys])
         dr.sync_thread()       # the LLVM backend runs kernels asynchronously: wait before reading the clock
         clock += time.perf_counter() - t0
         samples += n * args.spp
@@ -131,24 +258,42 @@ def run_method(method, budget, args, seed, truth, refs, held_ref):
             "ms_per_step": 1e3 * clock / max(step, 1)}
 
 
-def time_to_reach(curve, level, field="param_rmse"):
+def time_to_reach(curve, level, field, axis="time_s"):
+    """First recorded ``axis`` value at which ``field`` ≤ level (inf if never)."""
     for point in curve:
         if point[field] <= level:
-            return point["time_s"]
+            return point[axis]
     return float("inf")
+
+
+def _fmt_time(values):
+    v = np.array(values, dtype=np.float64)
+    fin = np.isfinite(v)
+    if fin.all():
+        return f"{v.mean():.1f}"
+    if not fin.any():
+        return "never"
+    return f"{v[fin].mean():.1f} ({fin.sum()}/{len(v)} reached)"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=96, help="image width = height")
-    ap.add_argument("--tex", type=int, default=32, help="texture resolution")
+    ap.add_argument("--problem", choices=sorted(PROBLEMS), default="texture")
+    ap.add_argument("--size", type=int, help="image width = height (default per problem)")
+    ap.add_argument("--spp", type=int, help="samples per pixel per step (default per problem)")
+    ap.add_argument("--seconds", type=float, help="optimization wall time per run (default per problem)")
+    ap.add_argument("--tex", type=int, default=32, help="texture resolution (texture)")
     ap.add_argument("--pattern", choices=["concentrated", "spread"], default="concentrated")
-    ap.add_argument("--seconds", type=float, default=30.0, help="optimization wall time per run")
-    ap.add_argument("--eval-every", type=float, default=3.0)
-    ap.add_argument("--eval-spp", type=int, default=32)
-    ap.add_argument("--spp", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=0.02)
-    ap.add_argument("--budgets", type=float, nargs="+", default=[0.05, 0.10])
+    ap.add_argument("--grid", type=int, default=24, help="grid resolution (volume)")
+    ap.add_argument("--knots", type=int, default=32, help="rvs density knots (volume)")
+    ap.add_argument("--samples", type=int, default=4, help="rvs radiance samples (volume)")
+    ap.add_argument("--eval-every", type=float, default=2.0)
+    ap.add_argument("--eval-spp", type=int, default=16)
+    ap.add_argument("--ref-spp", type=int, default=64)
+    ap.add_argument("--lr", type=float, help="Adam learning rate of full (default per problem)")
+    ap.add_argument("--lr-sparse", type=float, help="Adam learning rate of uniform/adaptive (default per problem)")
+    ap.add_argument("--loss", choices=["l1", "l2"], default="l2")
+    ap.add_argument("--budgets", type=float, nargs="+", default=[0.05])
     ap.add_argument("--beta", type=float, default=0.2)
     ap.add_argument("--rebuild-every", type=int, default=10)
     ap.add_argument("--tile", type=int, default=8)
@@ -156,77 +301,96 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=["full", "uniform", "adaptive"])
     ap.add_argument("--out", default="out/bench_sampling")
     args = ap.parse_args(argv)
+    for k, v in DEFAULTS[args.problem].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
 
     import mitsuba as mi
     import rvs_mi
     variant = rvs_mi.init()
-    truth = truth_texture(args.pattern, args.tex)
-    ref_scene = make_scene(truth, args.size, TRAIN_VIEWS)
-    refs = [mi.render(ref_scene, sensor=i, spp=256, seed=7 + i) for i in range(len(TRAIN_VIEWS))]
-    held_ref = np.array(mi.render(make_scene(truth, args.size, HELDOUT_VIEW), spp=256, seed=3))
-
-    runs = []
-    # warm-up: compile every kernel shape once so that no run pays for JIT compilation
-    warm = argparse.Namespace(**{**vars(args), "seconds": 0.5, "eval_every": 1e9})
-    for method in args.methods:
-        for budget in ([1.0] if method == "full" else args.budgets):
-            run_method(method, budget, warm, 0, truth, refs, held_ref)
-    for seed in args.seeds:
-        for method in args.methods:
-            for budget in ([1.0] if method == "full" else args.budgets):
-                r = run_method(method, budget, args, seed, truth, refs, held_ref)
-                last = r["curve"][-1]
-                print(f"{method:9s} N={budget:<5g} seed={seed} steps={r['steps']:5d} "
-                      f"{r['ms_per_step']:6.1f} ms/step  param RMSE {last['param_rmse']:.4f}  "
-                      f"held-out MSE {last['heldout_mse']:.5f}", flush=True)
-                runs.append(r)
-
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_sampling.json"), "w") as f:
-        json.dump({"args": vars(args), "variant": variant, "runs": runs}, f, indent=1)
-
-    # table: mean over seeds of final errors; times to reach reference levels
-    def group(method, budget):
-        return [r for r in runs if r["method"] == method and r["budget"] == budget]
+    prob = PROBLEMS[args.problem](args)
+    true_scene = prob["scene"](prob["truth"])
+    refs = [render(true_scene, perspective(o, args.size, prob["fov"]), args.ref_spp, 7 + i)
+            for i, o in enumerate(prob["views"])]
+    held_ref = np.array(render(true_scene, perspective(prob["heldout"], args.size, prob["fov"]), args.ref_spp, 3))
+    del true_scene
 
     configs = [(m, b) for m in args.methods for b in ([1.0] if m == "full" else args.budgets)]
-    full_final = np.mean([r["curve"][-1]["param_rmse"] for r in group("full", 1.0)]) if "full" in args.methods else None
-    print(f"\n{args.pattern} texture, {args.size}x{args.size} px, {len(TRAIN_VIEWS)} views, spp {args.spp}, "
-          f"{args.seconds:g} s per run, seeds {args.seeds}, beta {args.beta}, K {args.rebuild_every}, "
-          f"tile {args.tile} ({variant})")
-    print("| method | N | ms/step | steps | samples (M) | param RMSE | held-out MSE | t to full's final RMSE (s) | "
-          "t to uniform's final RMSE (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    # warm-up: compile every kernel shape once so that no run pays for JIT compilation
+    warm = argparse.Namespace(**{**vars(args), "seconds": 0.5, "eval_every": 1e9})
     for m, b in configs:
-        g = group(m, b)
-        fin = [r["curve"][-1] for r in g]
-        uni = group("uniform", b) if m != "full" else []
-        uni_final = np.mean([r["curve"][-1]["param_rmse"] for r in uni]) if uni else None
-        t_full = np.mean([time_to_reach(r["curve"], full_final) for r in g]) if full_final is not None else float("nan")
-        t_uni = np.mean([time_to_reach(r["curve"], uni_final) for r in g]) if uni_final is not None else float("nan")
-        print(f"| {m} | {b:g} | {np.mean([r['ms_per_step'] for r in g]):.1f} | {np.mean([r['steps'] for r in g]):.0f} | "
-              f"{np.mean([f['samples'] for f in fin]) / 1e6:.2f} | "
-              f"{np.mean([f['param_rmse'] for f in fin]):.4f} ± {np.std([f['param_rmse'] for f in fin]):.4f} | "
-              f"{np.mean([f['heldout_mse'] for f in fin]):.5f} | {t_full:.1f} | {t_uni:.1f} |")
+        run_method(m, b, warm, 0, prob, refs, held_ref)
+    runs = []
+    for seed in args.seeds:
+        for m, b in configs:
+            r = run_method(m, b, args, seed, prob, refs, held_ref)
+            last = r["curve"][-1]
+            print(f"{m:9s} N={b:<5g} seed={seed} steps={r['steps']:5d} {r['ms_per_step']:7.1f} ms/step  "
+                  f"param err {last['param_err']:.4f}  held-out MSE {last['heldout_mse']:.5f}", flush=True)
+            runs.append(r)
+
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"bench_sampling_{args.problem}.json"), "w") as f:
+        json.dump({"args": vars(args), "variant": variant, "problem": prob["name"], "runs": runs}, f, indent=1)
+
+    def group(m, b):
+        return [r for r in runs if r["method"] == m and r["budget"] == b]
+
+    def final(g, field):
+        return float(np.mean([r["curve"][-1][field] for r in g]))
+
+    print(f"\n{prob['name']}: {args.size}x{args.size} px, {len(prob['views'])} views, spp {args.spp}, "
+          f"{args.loss} loss, lr {args.lr:g} (sparse {args.lr_sparse:g}), {args.seconds:g} s per run, seeds {args.seeds}, beta {args.beta}, "
+          f"K {args.rebuild_every}, tile {args.tile} ({variant}, {os.cpu_count()} CPU threads)")
+    print("Times to a level: first evaluation (every %gs of optimization) at or below it, mean over seeds." % args.eval_every)
+    for field, label in (("param_err", "param RMSE"), ("heldout_mse", "held-out MSE")):
+        print(f"\n{label}:")
+        print(f"| method | N | ms/step | steps | samples (M) | final {label} (mean ± sd) | t to full's final (s) "
+              f"| t to uniform's final (s) |")
+        print("|---|---|---|---|---|---|---|---|")
+        full_final = final(group("full", 1.0), field) if "full" in args.methods else None
+        for m, b in configs:
+            g = group(m, b)
+            fin = [r["curve"][-1][field] for r in g]
+            uni = group("uniform", b) if m != "full" else []
+            t_full = _fmt_time([time_to_reach(r["curve"], full_final, field) for r in g]) if full_final is not None else "-"
+            t_uni = _fmt_time([time_to_reach(r["curve"], final(uni, field), field) for r in g]) if uni else "-"
+            print(f"| {m} | {b:g} | {np.mean([r['ms_per_step'] for r in g]):.1f} | {np.mean([r['steps'] for r in g]):.0f} | "
+                  f"{np.mean([r['curve'][-1]['samples'] for r in g]) / 1e6:.3f} | "
+                  f"{np.mean(fin):.4g} ± {np.std(fin):.2g} | {t_full} | {t_uni} |")
+        # the issue's goal, as ratios
+        if "adaptive" in args.methods:
+            for b in args.budgets:
+                ad = group("adaptive", b)
+                parts = []
+                if "uniform" in args.methods:
+                    t = np.mean([time_to_reach(r["curve"], final(group("uniform", b), field), field) for r in ad])
+                    parts.append(f"t_adaptive(uniform's final) / uniform's time = {t / args.seconds:.2f} (goal ≤ 0.6)")
+                if full_final is not None:
+                    t = np.mean([time_to_reach(r["curve"], full_final, field) for r in ad])
+                    parts.append(f"t_adaptive(full's final) / full's time = {t / args.seconds:.2f} (goal ≤ 0.33)")
+                print(f"  N={b:g}: " + "; ".join(parts))
 
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
         for (m, b), colour in zip(configs, plt.cm.tab10.colors):
             for k, r in enumerate(group(m, b)):
                 c = r["curve"]
                 lab = f"{m} {b:g}" if k == 0 else None
-                axes[0].semilogy([p["time_s"] for p in c], [p["param_rmse"] for p in c], color=colour, label=lab)
-                axes[1].semilogy([p["samples"] / 1e6 for p in c], [p["param_rmse"] for p in c], color=colour)
-                axes[2].semilogy([p["time_s"] for p in c], [p["heldout_mse"] for p in c], color=colour)
-        axes[0].set_xlabel("wall time (s)"), axes[0].set_ylabel("texture RMSE")
-        axes[1].set_xlabel("rendered samples (M)"), axes[1].set_ylabel("texture RMSE")
-        axes[2].set_xlabel("wall time (s)"), axes[2].set_ylabel("held-out image MSE")
+                for ax, x, f in ((axes[0], "time_s", "param_err"), (axes[1], "samples", "param_err"),
+                                 (axes[2], "time_s", "heldout_mse"), (axes[3], "samples", "heldout_mse")):
+                    scale = 1e6 if x == "samples" else 1.0
+                    ax.semilogy([p[x] / scale for p in c], [p[f] for p in c], color=colour, label=lab)
+        for ax, xl, yl in zip(axes, ["wall time (s)", "rendered samples (M)"] * 2,
+                              ["param RMSE"] * 2 + ["held-out image MSE"] * 2):
+            ax.set_xlabel(xl), ax.set_ylabel(yl)
         axes[0].legend(fontsize=8)
+        fig.suptitle(prob["name"], fontsize=9)
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, f"bench_sampling_{args.pattern}.png"), dpi=110)
+        fig.savefig(os.path.join(args.out, f"bench_sampling_{args.problem}.png"), dpi=110)
     except ImportError:
         pass
 
