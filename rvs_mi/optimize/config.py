@@ -21,6 +21,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "scene": {
         "file": (str, REQUIRED, "Mitsuba XML scene to optimize (its integrator renders)"),
         "defines": (dict, {}, "substitutions for $key in the XML"),
+        "neural": (dict, {}, "volume integrators: replace the density/radiance grids by neural "
+                             "fields (rvs_mi.volume.neural options; {} = grids)"),
     },
     "references": {
         "dataset": (str, "", "NeRF-synthetic folder (transforms_train.json, ...)"),

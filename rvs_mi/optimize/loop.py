@@ -101,6 +101,9 @@ def setup_problem(config: dict) -> Problem:
     import mitsuba as mi
     from ..scene import load_scene
     scene = load_scene(config["scene"]["file"], {k: str(v) for k, v in config["scene"]["defines"].items()})
+    if config["scene"]["neural"]:
+        from ..volume.neural import attach_neural_fields
+        attach_neural_fields(scene.integrator(), **config["scene"]["neural"])
     ref = config["references"]
     if ref["dataset"]:
         kwargs = dict(res=ref["res"], background=ref["background"], max_views=ref["max_views"] or None)
