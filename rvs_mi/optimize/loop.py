@@ -131,6 +131,15 @@ def learning_rate(config: dict, step: int) -> float:
     return lr
 
 
+def _voxel_size(problem, shape) -> tuple:
+    """World-space voxel size (x, y, z) of an SDF grid of ``shape`` (Z, Y, X, C)."""
+    source = getattr(problem.scene.integrator(), "source", None)
+    extent = getattr(source, "extent", None)
+    if extent is None:
+        raise UserError("regularizers.redistance_every needs an SDF integrator with a grid SDF")
+    return tuple(float(extent[a]) / shape[2 - a] for a in range(3))
+
+
 def _matches(patterns, key) -> bool:
     return any(p == key or re.fullmatch(p, key) for p in patterns)
 
@@ -365,9 +374,9 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
                     opt[key] = dr.clip(opt[key], lo, hi)
         every = reg_cfg["redistance_every"]
         if every and (step + 1) % every == 0:
-            from ..sdf import redistance
+            from ..sdf.redistance import redistance
             for key in _grid_keys(problem, reg_cfg["sdf_params"]):
-                opt[key] = redistance(opt[key])
+                opt[key] = redistance(opt[key], _voxel_size(problem, opt[key].shape))
         problem.params.update(opt)
 
         elapsed = elapsed0 + time.perf_counter() - t_start
