@@ -19,6 +19,9 @@ steps (``dr.detail.malloc_watermark``: "peak" in all, "step" above what was
 allocated when the step began — the step's working memory), and the process's
 peak RSS.
 
+Step time: wall clock (median and min) and CPU time of the process (median;
+all threads, barely affected by other processes, unlike wall time).
+
 Image error: RMSE against a dense reference (``volquad`` with ``--ref-knots``
 knots, ``--ref-spp`` samples per pixel, rendered in strips), of one 1-spp
 image (what a step sees; includes pixel anti-aliasing noise common to all
@@ -118,7 +121,7 @@ def worker(config: str, args) -> dict:
     integrator.radiance.eval = counting_eval
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times, marks = [], []
+    times, cpus, marks = [], [], []
     for step in range(args.warmup + args.steps):
         for k in keys:
             dr.enable_grad(params[k])
@@ -127,16 +130,17 @@ def worker(config: str, args) -> dict:
         dr.sync_thread()
         dr.detail.malloc_clear_statistics()
         base = dr.detail.malloc_watermark(dr.JitBackend.LLVM)    # what is allocated before the step
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         image = mi.render(scene, params, spp=1, seed=2 * step + 1, seed_grad=2 * step + 2)
         loss = dr.mean(dr.abs(image - target), axis=None)
         dr.backward(loss)
         grads = [dr.grad(params[k]) for k in keys]
         dr.eval(*grads)
         dr.sync_thread()
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         if step >= args.warmup:
             times.append(elapsed)
+            cpus.append(cpu)
             marks.append((dr.detail.malloc_watermark(dr.JitBackend.LLVM), base))
         for k in keys:
             dr.disable_grad(params[k])
@@ -152,6 +156,7 @@ def worker(config: str, args) -> dict:
     one = float(np.sqrt(np.mean((imgs[0] - ref) ** 2)))
     avg = float(np.sqrt(np.mean((np.mean(imgs, axis=0) - ref) ** 2)))
     return {"config": config, "step_s": float(np.median(times)), "step_min_s": float(np.min(times)),
+            "step_cpu_s": float(np.median(cpus)),
             "jit_peak_mb": max(m for m, _ in marks) / 2 ** 20,
             "jit_step_mb": max(m - b for m, b in marks) / 2 ** 20, "peak_rss_mb": peak / 1024,
             "base_rss_mb": base_rss / 1024, "radiance_queries_per_ray": queries,
@@ -219,12 +224,13 @@ def main(argv=None) -> int:
     print(f"\nLLVM ({os.cpu_count()} CPU threads), {args.res}x{args.res} rays at 1 spp, {args.grid}^3 density + "
           f"SH2 radiance (27 ch), {args.knots} density knots (rvs_hier: coarse/fine), median of {args.steps} "
           f"steps (render + backward); reference: volquad {args.ref_knots} knots, {args.ref_spp} spp\n")
-    print("| integrator | radiance queries/ray | step (s) | min step (s) | step vs volquad | Dr.Jit peak (MB) | Dr.Jit step (MB) "
+    print("| integrator | radiance queries/ray | step (s) | min step (s) | step vs volquad | step CPU (s) | CPU vs volquad | Dr.Jit peak (MB) | Dr.Jit step (MB) "
           "| step memory vs volquad | peak RSS (MB) | RMSE 1 spp | RMSE mean of %d |" % args.avg)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 13)
     for r in results:
         print(f"| {r['config']} | {r['radiance_queries_per_ray']:.0f} | {r['step_s']:.3f} | {r['step_min_s']:.3f} | "
-              f"x{ref['step_s'] / r['step_s']:.2f} faster | {r['jit_peak_mb']:.0f} | {r['jit_step_mb']:.1f} | "
+              f"x{ref['step_s'] / r['step_s']:.2f} faster | {r['step_cpu_s']:.2f} | "
+              f"x{ref['step_cpu_s'] / r['step_cpu_s']:.2f} less | {r['jit_peak_mb']:.0f} | {r['jit_step_mb']:.1f} | "
               f"x{ref['jit_step_mb'] / max(r['jit_step_mb'], 1e-9):.2f} less | {r['peak_rss_mb']:.0f} | "
               f"{r['rmse_1spp']:.4f} | {r['rmse_avg']:.4f} |")
     if args.json:
