@@ -38,7 +38,7 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         self.lambda_d = float(props.get("lambda_d", 0.1))
         if not self.lambda_d > 0:
             raise UserError(f"lambda_d must be > 0 (got {self.lambda_d})")
-        self.epsilon = float(props.get("epsilon", 1e-2))
+        self.epsilon = float(props.get("epsilon", 2e-2))
         if not self.epsilon > 0:
             raise UserError(f"epsilon must be > 0 (got {self.epsilon})")
         self.top_k = int(props.get("top_k", 8))

@@ -36,6 +36,12 @@ def load_scene(path: str, defines: dict[str, str] | None = None, variant: str | 
     try:
         return mi.load_file(path, **(defines or {}))
     except Exception as exc:  # Mitsuba reports XML and plugin errors as RuntimeError
+        # A Python plugin's UserError arrives wrapped with its traceback: keep its line.
+        user = re.search(r"^(?:\S*\.)?UserError: (.+)$", str(exc), re.MULTILINE)
+        where = re.search(r"At (.+?\(line \d+, col \d+\))", str(exc))
+        if user:
+            detail = (f"{where.group(1)}: " if where else "") + user.group(1).strip()
+            raise UserError(f"cannot load scene {path}: {one_line(detail)}") from None
         raise UserError(f"cannot load scene {path}: {one_line(exc)}") from None
 
 

@@ -29,16 +29,29 @@ class FDResult:
     report: dict = field(default_factory=dict)
 
 
-def compare_gradients(ad: np.ndarray, fd: np.ndarray, significant: float = 0.1) -> dict:
+def compare_gradients(ad: np.ndarray, fd: np.ndarray, significant: float = 0.1,
+                      mask: np.ndarray | None = None) -> dict:
     """Agreement metrics of an AD gradient image with a finite-difference one.
 
     ``relative_error`` = ‖AD − FD‖₂ / ‖FD‖₂; ``correlation`` (Pearson);
     ``sign_agreement`` over entries with |FD| ≥ ``significant``·max|FD|.
+    ``mask`` (optional, boolean, broadcastable to the images, e.g. H×W for an
+    H×W×C image) restricts every metric to the selected pixels.
     """
-    ad = np.asarray(ad, dtype=np.float64).ravel()
-    fd = np.asarray(fd, dtype=np.float64).ravel()
+    ad = np.asarray(ad, dtype=np.float64)
+    fd = np.asarray(fd, dtype=np.float64)
     if ad.shape != fd.shape:
         raise ValueError(f"gradient images differ in size: {ad.shape} vs {fd.shape}")
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        if m.ndim < ad.ndim:
+            m = m.reshape(m.shape + (1,) * (ad.ndim - m.ndim))
+        try:
+            m = np.broadcast_to(m, ad.shape)
+        except ValueError:
+            raise ValueError(f"mask of shape {np.shape(mask)} does not fit images of shape {ad.shape}")
+        ad, fd = ad[m], fd[m]
+    ad, fd = ad.ravel(), fd.ravel()
     norm_fd = float(np.linalg.norm(fd))
     diff = ad - fd
     rel = float(np.linalg.norm(diff) / norm_fd) if norm_fd > 0 else float(np.linalg.norm(diff) > 0) * np.inf
