@@ -21,6 +21,14 @@ import numpy as np
 from ..errors import UserError
 
 SHAPES = ("sphere", "torus", "box")
+# Free-space fade of the warp (``warp.fade``): from f = FADE_INNER·b to b, with
+# b = FADE_REL·size + FADE_ABS (analytic) or GRID_FADE_VOXELS voxels (grids); the
+# analytic bound keeps BOUND_MARGIN·b from the surface.
+FADE_REL = 0.5
+FADE_ABS = 0.02
+FADE_INNER = 0.25
+BOUND_MARGIN = 1.1
+GRID_FADE_VOXELS = 2.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -154,21 +162,31 @@ class AnalyticSDF:
     def parameters_changed(self):
         self.check()
 
-    def bound_radius(self):
-        """Radius of a bounding sphere about the center (a detached Dr.Jit Float).
-
-        Kept as a Dr.Jit value, not a Python float: a literal that changes with
-        the parameters would compile new kernels at every optimization step.
-        """
+    def extent_radius(self):
+        """Radius about the center that contains the surface (detached Dr.Jit Float)."""
         import drjit as dr
         r = dr.detach(self.radius)
         if self.shape == "sphere":
-            R = r
-        elif self.shape == "torus":
-            R = r + dr.detach(self.minor_radius)
-        else:
-            R = dr.norm(dr.detach(self.half_extents))
-        return 1.05 * R + 1e-2
+            return r
+        if self.shape == "torus":
+            return r + dr.detach(self.minor_radius)
+        return dr.norm(dr.detach(self.half_extents))
+
+    def fade_range(self):
+        """(a, b): the warp fades from f_min = a to b (``warp.fade``); b ≈ 2-3 pixels at
+        typical framings (FADE_REL of the size)."""
+        b = FADE_REL * self.extent_radius() + FADE_ABS
+        return FADE_INNER * b, b
+
+    def bound_radius(self):
+        """Radius of a bounding sphere about the center (a detached Dr.Jit Float).
+
+        Leaves a margin > b (``fade_range``) around the surface, so the warp has
+        faded to 0 before the traced segment ends at the bound's silhouette.
+        Kept as a Dr.Jit value, not a Python float: a literal that changes with
+        the parameters would compile new kernels at every optimization step.
+        """
+        return self.extent_radius() + BOUND_MARGIN * self.fade_range()[1]
 
     def interval(self, o, d, do, dd):
         import drjit as dr
@@ -321,6 +339,15 @@ class GridSDF:
 
     def interval(self, o, d, do, dd):
         return box_interval(self.bmin.tolist(), self.bmax.tolist(), o, d, do, dd)
+
+    def fade_range(self):
+        """(a, b) of the warp's free-space fade (``warp.fade``): b = GRID_FADE_VOXELS
+        voxels. The fade reaches 0 at the box's silhouette only where the surface
+        keeps ≥ b from the box faces."""
+        import drjit as dr
+        import mitsuba as mi
+        b = GRID_FADE_VOXELS * float(min(self.extent[k] / self.res[k] for k in range(3)))
+        return dr.opaque(mi.Float, FADE_INNER * b), dr.opaque(mi.Float, b)
 
     def eval(self, x, order=1):
         import drjit as dr

@@ -23,6 +23,7 @@ class Trace:
     t_last: object        # t_{n-1}
     f_last: object        # f(x_{n-1})
     hit: object           # Bool: converged onto the surface before t1
+    f: object = None      # f(x_i), n per lane (the warp's free-space fade uses min_i f)
 
 
 def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d: float,
@@ -36,6 +37,7 @@ def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d:
     buf_x = dr.zeros(mi.Float, n_lanes * n_steps)
     buf_y = dr.zeros(mi.Float, n_lanes * n_steps)
     buf_s = dr.zeros(mi.Float, n_lanes * n_steps)
+    buf_f = dr.zeros(mi.Float, n_lanes * n_steps)
     o, d, dox, doy, ddx, ddy = (dr.detach(v) for v in (o, d, do[0], do[1], dd[0], dd[1]))
     t0, t1 = dr.detach(t0), dr.detach(t1)
     a0x, a0y, a1x, a1y = (dr.detach(v) for v in (dt0[0], dt0[1], dt1[0], dt1[1]))
@@ -49,6 +51,7 @@ def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d:
         dr.scatter(buf_x, tx, slot)
         dr.scatter(buf_y, ty, slot)
         dr.scatter(buf_s, dr.abs(f) + lambda_d * dr.abs(dr.dot(g, d)) + epsilon, slot)
+        dr.scatter(buf_f, f, slot)
         gx = dr.dot(g, dox + tx * d + t * ddx)
         gy = dr.dot(g, doy + ty * d + t * ddy)
         tn, txn, tyn = t + f, tx + gx, ty + gy
@@ -67,7 +70,7 @@ def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d:
             cond, body, labels=("i", "t", "tx", "ty", "f_last"), label="sdf_sphere_trace")
         t_last = dr.gather(mi.Float, buf_t, lane * n_steps + (n_steps - 1))
         hit = (dr.abs(f_last) < hit_eps) & (t_last < t1 - hit_eps) & (t1 > t0)
-    return Trace(n_steps, buf_t, buf_x, buf_y, buf_s, t_last, f_last, hit)
+    return Trace(n_steps, buf_t, buf_x, buf_y, buf_s, t_last, f_last, hit, buf_f)
 
 
 def trace_visibility(source, o, d, tmax, n_steps: int, hit_eps: float):

@@ -156,7 +156,53 @@ def compute_warp(source, proj, trace, o, d, do, dd, gamma, lambda_d, top_k) -> W
         C = C + dwb[0] * P[0] + dwb[1] * P[1] + wb * divP
     V = mi.Vector2f(A[0] / W, A[1] / W)
     div = (C - V.x * B[0] - V.y * B[1]) / W
+    # Free-space fade: V·φ(u), div·φ + ∇φ·V (see ``fade``).
+    phi, dphi = fade(source, trace, o_, d_, do_, dd_)
+    div = phi * div + dphi[0] * V.x + dphi[1] * V.y
+    V = mi.Vector2f(phi * V.x, phi * V.y)
     return Warp(V=V, div=div, weight_sum=W, kept=len(sel))
+
+
+def fade(source, trace, o, d, do, dd):
+    """φ(u) = 1 − smoothstep((f_min − a)/(b − a)) and ∇_u φ (primal, detached).
+
+    f_min = min_i f(x_i) over the tracer points of the ray, [a, b] =
+    ``source.fade_range()``. Without the fade V jumps to 0 where the ray
+    leaves the bounding volume of the trace (the warp of a ray just inside
+    it is the silhouette velocity of the nearby surface, of a ray just
+    outside 0): the divergence theorem then misses the flux of the radiance
+    behind that bound (the background) and the gradient lacks its −L_bg·v
+    share. φ = 1 wherever the ray passes within a of the surface (all
+    silhouettes), 0 where f_min ≥ b, which holds on the bound's own
+    silhouette (the bound keeps ≥ b from the surface), so φ·V is continuous
+    over the whole image. f_min is continuous in u (the tracer points are)
+    and ∇_u f_min = ∇f(x*)·∂_u x* at the minimizing point x*.
+    """
+    import drjit as dr
+    import mitsuba as mi
+    n = trace.n
+    base = dr.arange(mi.UInt32, dr.width(o)) * n
+    with dr.suspend_grad():
+        f_min = dr.gather(mi.Float, trace.f, base)
+        i_min = dr.zeros(mi.UInt32, dr.width(o))
+        for i in range(1, n):
+            fi = dr.gather(mi.Float, trace.f, base + i)
+            smaller = fi < f_min
+            f_min = dr.select(smaller, fi, f_min)
+            i_min = dr.select(smaller, i, i_min)
+        a, b = source.fade_range()
+        x = dr.clip((f_min - a) / (b - a), 0.0, 1.0)
+        # an empty segment (the ray misses the bound): no warp
+        x = dr.select(dr.gather(mi.Float, trace.t, base + (n - 1)) > dr.gather(mi.Float, trace.t, base), x, 1.0)
+        phi = 1.0 - x * x * (3.0 - 2.0 * x)
+        dphi_df = -6.0 * x * (1.0 - x) / (b - a)
+        slot = base + i_min
+        t = dr.gather(mi.Float, trace.t, slot)
+        dt = [dr.gather(mi.Float, trace.dtx, slot), dr.gather(mi.Float, trace.dty, slot)]
+        _, g = source.eval(o + t * d, 1)
+        g = dr.detach(g)
+        dphi = [dphi_df * dr.dot(g, do[k] + dt[k] * d + t * dd[k]) for k in range(2)]
+    return phi, dphi
 
 
 def _matvec(H, v):
