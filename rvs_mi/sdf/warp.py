@@ -9,10 +9,15 @@ For tracer points x_i(u) (``trace.sphere_trace``) with S_i = |f| + λ_d|∇f·d|
     P_i   = (∂x u)ᵀ G_i   (pixels)                       (Eq. 6-7)
     V     = Σ w̄_i P_i / (w_0 + Σ w̄_i)                    (Eq. 13)
 
-w_0 is a tiny constant weight of a point with zero velocity: it keeps V
-continuous (→ 0) where the traced segment shrinks to nothing (edges of the
-SDF's bounding volume) and changes nothing measurable at silhouettes, where
-the weights are ~ε^(1−γ).
+w_0 is a tiny weight of a point with zero velocity (W0 + C_REL·max w^q): it
+regularizes V where the shifted top-k weights cancel. It does NOT make V → 0
+where the traced segment shrinks to nothing at the bound's silhouette (the
+weights there are ~Δt·margin^(−γ) ≫ W0 until Δt ~ 1e-8): V would jump from
+the nearby silhouette's velocity to 0 there, and the divergence theorem would
+lose the background's flux (gradients ∝ L instead of L − L_bg). The free-space
+fade φ (``fade``) makes the final warp φ·V continuous over the whole image:
+
+    V_out = φ V,   div V_out = φ div V + ∇_u φ · V.
 
 Divergence (full, nothing dropped), with W = w_0 + Σ w̄_i and ∂_a = ∂/∂u_a:
 
