@@ -15,8 +15,8 @@ threads, barely affected by other processes on a shared machine) and peak memory
 (Dr.Jit's LLVM allocation watermark over the training steps, and the
 process's peak RSS, which includes rendering the references).
 
-    .venv/bin/python benchmarks/bench_tab12.py                 # ≈ 5 min on 2 cores
-    .venv/bin/python benchmarks/bench_tab12.py --steps 600 --res 64 --seeds 0 1
+    .venv/bin/python benchmarks/bench_tab12.py                 # ≈ 4 min on 2 cores
+    .venv/bin/python benchmarks/bench_tab12.py --steps 600 --res 128 --seeds 0 1 2
 
 ``--set section.key=value`` passes more overrides to every run (as
 ``rvs-mi optimize --set``), e.g. ``--set sampler.name=\"adaptive\"``.
@@ -112,7 +112,7 @@ def worker(name: str, seed: int, args) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300, help="optimization steps (grids upsampled at half)")
-    ap.add_argument("--res", type=int, default=32, help="image resolution of the views")
+    ap.add_argument("--res", type=int, default=64, help="image resolution of the views")
     ap.add_argument("--rvs-knots", type=int, default=128, help="density knots of rvs")
     ap.add_argument("--quad-knots", type=int, default=128, help="knots of volquad")
     ap.add_argument("--sampler", default="full", help="pixel sampler of every run (full | uniform | adaptive)")
