@@ -128,7 +128,7 @@ def shade(integ, scene, proj, u, ls, use_warp):
         t1 = dr.select(cap, dr.maximum(si0.t, t0), t1)
         dt1 = [dr.select(cap, dtm[a], dt1[a]) for a in range(2)]
         tr = sphere_trace(src, o, d, do, dd, t0, t1, dt0, dt1, integ.max_steps, integ.lambda_d,
-                          integ.epsilon, HIT_EPS)
+                          integ.epsilon, HIT_EPS, record=use_warp)
     if use_warp:
         wp = compute_warp(src, proj, tr, o, d, do, dd, integ.gamma, integ.lambda_d, integ.top_k)
         V, div = wp.V, wp.div

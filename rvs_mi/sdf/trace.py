@@ -27,31 +27,37 @@ class Trace:
 
 
 def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d: float,
-                 epsilon: float, hit_eps: float) -> Trace:
-    """Trace all lanes for ``n_steps`` points (detached)."""
+                 epsilon: float, hit_eps: float, record: bool = True) -> Trace:
+    """Trace all lanes for ``n_steps`` points (detached).
+
+    ``record=False`` (primal renders) keeps no per-point buffers: only the
+    last point is needed, and the buffers take 16 bytes per lane and step.
+    """
     import drjit as dr
     import mitsuba as mi
     n_lanes = dr.width(t0)
     lane = dr.arange(mi.UInt32, n_lanes)
-    buf_t = dr.zeros(mi.Float, n_lanes * n_steps)
-    buf_x = dr.zeros(mi.Float, n_lanes * n_steps)
-    buf_y = dr.zeros(mi.Float, n_lanes * n_steps)
-    buf_s = dr.zeros(mi.Float, n_lanes * n_steps)
-    buf_f = dr.zeros(mi.Float, n_lanes * n_steps)
+    size = n_lanes * n_steps if record else 1
+    buf_t = dr.zeros(mi.Float, size)
+    buf_x = dr.zeros(mi.Float, size)
+    buf_y = dr.zeros(mi.Float, size)
+    buf_s = dr.zeros(mi.Float, size)
+    buf_f = dr.zeros(mi.Float, size)
     o, d, dox, doy, ddx, ddy = (dr.detach(v) for v in (o, d, do[0], do[1], dd[0], dd[1]))
     t0, t1 = dr.detach(t0), dr.detach(t1)
     a0x, a0y, a1x, a1y = (dr.detach(v) for v in (dt0[0], dt0[1], dt1[0], dt1[1]))
 
-    def body(i, t, tx, ty, f_last):
+    def body(i, t, tx, ty, f_last, t_prev):
         x = o + t * d
         f, g = source.eval(x, 1)
         f, g = dr.detach(f), dr.detach(g)
-        slot = lane * n_steps + i
-        dr.scatter(buf_t, t, slot)
-        dr.scatter(buf_x, tx, slot)
-        dr.scatter(buf_y, ty, slot)
-        dr.scatter(buf_s, dr.abs(f) + lambda_d * dr.abs(dr.dot(g, d)) + epsilon, slot)
-        dr.scatter(buf_f, f, slot)
+        if record:
+            slot = lane * n_steps + i
+            dr.scatter(buf_t, t, slot)
+            dr.scatter(buf_x, tx, slot)
+            dr.scatter(buf_y, ty, slot)
+            dr.scatter(buf_s, dr.abs(f) + lambda_d * dr.abs(dr.dot(g, d)) + epsilon, slot)
+            dr.scatter(buf_f, f, slot)
         gx = dr.dot(g, dox + tx * d + t * ddx)
         gy = dr.dot(g, doy + ty * d + t * ddy)
         tn, txn, tyn = t + f, tx + gx, ty + gy
@@ -59,16 +65,18 @@ def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d:
         tn = dr.select(over, t1, dr.select(under, t0, tn))
         txn = dr.select(over, a1x, dr.select(under, a0x, txn))
         tyn = dr.select(over, a1y, dr.select(under, a0y, tyn))
-        return i + 1, tn, txn, tyn, f
+        return i + 1, tn, txn, tyn, f, t
 
-    def cond(i, t, tx, ty, f_last):
+    def cond(i, t, tx, ty, f_last, t_prev):
         return i < n_steps
 
     with dr.suspend_grad():
-        i, t, tx, ty, f_last = dr.while_loop(
-            (mi.UInt32(0), mi.Float(t0), mi.Float(a0x), mi.Float(a0y), dr.zeros(mi.Float, n_lanes)),
-            cond, body, labels=("i", "t", "tx", "ty", "f_last"), label="sdf_sphere_trace")
-        t_last = dr.gather(mi.Float, buf_t, lane * n_steps + (n_steps - 1))
+        i, t, tx, ty, f_last, t_prev = dr.while_loop(
+            (mi.UInt32(0), mi.Float(t0), mi.Float(a0x), mi.Float(a0y), dr.zeros(mi.Float, n_lanes),
+             mi.Float(t0)),
+            cond, body, labels=("i", "t", "tx", "ty", "f_last", "t_prev"), label="sdf_sphere_trace")
+        # the last recorded point: t before the final update (t_{n-1}), as in the buffers
+        t_last = t_prev
         hit = (dr.abs(f_last) < hit_eps) & (t_last < t1 - hit_eps) & (t1 > t0)
     return Trace(n_steps, buf_t, buf_x, buf_y, buf_s, t_last, f_last, hit, buf_f)
 
