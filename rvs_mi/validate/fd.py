@@ -106,11 +106,21 @@ def _direction(value, seed: int):
     return type(value)(v.astype(np.float32)), v.ravel()[:8].tolist()
 
 
+def _render_seed(seed: int) -> int:
+    """The render seed of the FD renders and of the derivative pass.
+
+    Shifted by one: ``mi.render`` treats ``seed_grad=0`` as "not given" and
+    derives another seed, which would decorrelate the AD pass from the FD
+    renders for the user's ``seed=0``.
+    """
+    return seed + 1
+
+
 def _render(scene, params, spp: int, seed: int, sensor: int):
-    """Render; the derivative pass uses ``seed``, as the FD renders do, so their noise correlates."""
+    """Render; the derivative pass uses the FD renders' seed, so their noise correlates."""
     import mitsuba as mi
-    return mi.render(scene, params, sensor=sensor, seed=seed + 1, seed_grad=seed, spp=spp,
-                     spp_grad=spp)
+    return mi.render(scene, params, sensor=sensor, seed=_render_seed(seed) + 1,
+                     seed_grad=_render_seed(seed), spp=spp, spp_grad=spp)
 
 
 def fd_check(scene, key: str, eps: float | None = None, spp: int = 64, fd_spp: int | None = None,
@@ -153,9 +163,9 @@ def fd_check(scene, key: str, eps: float | None = None, spp: int = 64, fd_spp: i
         step("finite differences")
         t0 = time.perf_counter()
         set_param(0.5 * eps)
-        plus = np.array(mi.render(scene, params, sensor=sensor, seed=seed, spp=fd_spp), dtype=np.float64)
+        plus = np.array(mi.render(scene, params, sensor=sensor, seed=_render_seed(seed), spp=fd_spp), dtype=np.float64)
         set_param(-0.5 * eps)
-        minus = np.array(mi.render(scene, params, sensor=sensor, seed=seed, spp=fd_spp), dtype=np.float64)
+        minus = np.array(mi.render(scene, params, sensor=sensor, seed=_render_seed(seed), spp=fd_spp), dtype=np.float64)
         fd = (plus - minus) / eps
         timings["finite_differences_s"] = time.perf_counter() - t0
 
