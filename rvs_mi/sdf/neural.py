@@ -162,15 +162,18 @@ class NeuralSDF:
 
     # ------------------------------------------------------------------ evaluation
     def _w(self, i):
+        # A full-width index (not a scalar one): the reverse-mode derivative of the
+        # gather is then a fused scatter-add, not one horizontal reduction per weight.
         import drjit as dr
         import mitsuba as mi
-        return dr.gather(mi.Float, self.weights, i)
+        return dr.gather(mi.Float, self.weights, self._idx + i)
 
     def eval(self, x, order=1):
         """(f, ∇f) or, for order 2, (f, ∇f, H) at world points x; differentiable in the weights."""
         import drjit as dr
         import mitsuba as mi
         q = (x - self.center) / self.scale
+        self._idx = dr.zeros(mi.UInt32, dr.width(q))
         qc = [q.x, q.y, q.z]
         # encoding channels: value, the coordinate they depend on, d/dq, d²/dq²
         enc = [(qc[i], i, 1.0, 0.0) for i in range(3)]
