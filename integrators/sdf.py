@@ -117,6 +117,11 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
             dr.traverse(dr.ADMode.Backward)
         dr.eval()
 
+    def render_pixels(self, scene, sensor, pixels, seed=0, spp=0):
+        """Pixels ``pixels`` (mi.UInt32, row-major film indices) as an (N, C) tensor
+        carrying the AD graph of the warped estimator (``rvs_mi.sampling``'s sparse path)."""
+        return R.render_sdf(self, scene, sensor, seed, spp, primal=False, pixels=pixels)
+
     def sample(self, mode, scene, sampler, ray, depth=None, δL=None, δaovs=None,
                state_in=None, active=True, **kwargs):
         raise UserError(f"{type(self).__name__} renders whole images only (use mi.render)")

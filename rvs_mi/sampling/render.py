@@ -119,6 +119,11 @@ def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | N
     integ = integrator if integrator is not None else scene.integrator()
     sensor = sensors[batch.view]
     channels = sensor.film().base_channels_count()
+    own_sparse = getattr(integ, "render_pixels", None)
+    if own_sparse is not None and not batch.full:
+        # Integrators that render whole images themselves (sdf_reparam, sdf_naive) take
+        # the pixel list directly: one differentiable pass, no flat sensor.
+        return own_sparse(scene, sensor, mi.UInt32(batch.pixel_index), seed=seed, spp=spp)
     reason = None if batch.full else film_incompatibility(integ)
     if batch.full or (reason is not None and fallback == "full"):
         image = mi.render(scene, params, sensor=sensor, integrator=integ, spp=spp, spp_grad=spp_grad,

@@ -28,14 +28,19 @@ GRAZING = 0.05
 SHADOW_OFFSET = 5 * HIT_EPS   # > HIT_EPS + the hit residual (≤ HIT_EPS)
 
 
-def _pixel_samples(sampler, W, H, spp):
-    """Pixel index, interior position u, light sample, edge parameter s per sample."""
+def _pixel_samples(sampler, W, H, spp, pixels=None):
+    """Output slot, pixel position base, interior position u, light sample per sample.
+
+    Without ``pixels`` the slots are the film's pixels (row-major); with a
+    ``mi.UInt32`` array of pixel indices, slot j holds pixel ``pixels[j]``.
+    """
     import drjit as dr
     import mitsuba as mi
-    n = W * H * spp
+    n = (W * H if pixels is None else dr.width(pixels)) * spp
     idx = dr.arange(mi.UInt32, n)
     pix = idx // spp
-    px, py = pix % W, pix // W
+    film_pix = pix if pixels is None else dr.gather(mi.UInt32, pixels, pix)
+    px, py = film_pix % W, film_pix // W
     base = mi.Vector2f(mi.Float(px), mi.Float(py))
     u = base + sampler.next_2d()
     ls = sampler.next_2d()
@@ -63,8 +68,13 @@ def _gather2(v, j):
     return mi.Vector2f(dr.gather(mi.Float, v.x, j), dr.gather(mi.Float, v.y, j))
 
 
-def render_sdf(integ, scene, sensor, seed, spp, primal: bool):
-    """The image (TensorXf H×W×C) with the AD graph of the warped estimator."""
+def render_sdf(integ, scene, sensor, seed, spp, primal: bool, pixels=None):
+    """The image (TensorXf H×W×C) with the AD graph of the warped estimator.
+
+    With ``pixels`` (``mi.UInt32`` film pixel indices, row-major) only those
+    pixels are rendered, with the same estimator (interior samples and the
+    flux through the pixel's own edges), as an (N, C) tensor.
+    """
     import drjit as dr
     import mitsuba as mi
     if isinstance(sensor, int):
@@ -72,10 +82,17 @@ def render_sdf(integ, scene, sensor, seed, spp, primal: bool):
     proj = Projection.from_sensor(sensor)
     film = sensor.film()
     W, H = (int(v) for v in film.crop_size())
-    sampler, spp = integ.prepare(sensor, seed, spp, [])
+    if pixels is None:
+        sampler, spp = integ.prepare(sensor, seed, spp, [])
+    else:
+        spp = spp or sensor.sampler().sample_count()
+        sampler = sensor.sampler().fork()
+        sampler.set_sample_count(spp)
+        sampler.set_samples_per_wavefront(spp)
+        sampler.seed(seed, dr.width(pixels) * spp)
     with_edges = integ.warp and not primal
     with dr.suspend_grad():
-        pix, base, u, ls = _pixel_samples(sampler, W, H, spp)
+        pix, base, u, ls = _pixel_samples(sampler, W, H, spp, pixels)
         n = dr.width(pix)
         if with_edges:
             # 5 lanes per sample: the interior point and one point on each of the
@@ -101,13 +118,14 @@ def render_sdf(integ, scene, sensor, seed, spp, primal: bool):
         value = L * (1.0 + div) if integ.warp and not primal else L
     channels = film.base_channels_count()
     inv = 1.0 / spp
-    img = dr.zeros(mi.Float, W * H * channels)
+    slots = W * H if pixels is None else dr.width(pixels)
+    img = dr.zeros(mi.Float, slots * channels)
     comps = [value.x, value.y, value.z]
     if channels == 4:
         comps.append(dr.select(edge, 0.0, alpha))
     for c, comp in enumerate(comps[:channels]):
         dr.scatter_reduce(dr.ReduceOp.Add, img, comp * inv, pix * channels + c)
-    return mi.TensorXf(img, (H, W, channels))
+    return mi.TensorXf(img, (H, W, channels) if pixels is None else (slots, channels))
 
 
 def shade(integ, scene, proj, u, ls, use_warp):
