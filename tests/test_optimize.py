@@ -146,3 +146,15 @@ def test_texture_example_fits_and_resume_matches(tmp_path):
     assert np.allclose(a, b, atol=1e-5), np.abs(a - b).max()
     assert resumed["psnr_final"] == pytest.approx(full["psnr_final"], abs=0.05)
     assert len(open(os.path.join(part, "metrics.csv")).read().splitlines()) == 17
+
+
+def test_eikonal_needs_a_neural_sdf_and_every_example_config_validates(tmp_path):
+    from rvs_mi.errors import UserError
+    config = load_config(EXAMPLE, ["optimize.steps=1", "references.res=8", "references.views=1",
+                                   "references.test_views=0", "regularizers.eikonal=0.1"])
+    with pytest.raises(UserError, match="needs a neural SDF"):
+        run_optimization(config, str(tmp_path), progress=False)
+    folder = os.path.dirname(EXAMPLE)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".toml"):
+            load_config(os.path.join(folder, name))          # schema, types and paths

@@ -23,6 +23,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "defines": (dict, {}, "substitutions for $key in the XML"),
         "neural": (dict, {}, "volume integrators: replace the density/radiance grids by neural "
                              "fields (rvs_mi.volume.neural options; {} = grids)"),
+        "neural_sdf": (dict, {}, "SDF integrators: replace the SDF by a neural SDF "
+                                 "(rvs_mi.sdf.neural options; {} = keep the scene's SDF)"),
     },
     "references": {
         "dataset": (str, "", "NeRF-synthetic folder (transforms_train.json, ...)"),
@@ -73,6 +75,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "tv": (float, 0.0, "total-variation weight on 3-D grid parameters"),
         "laplacian": (float, 0.0, "Laplacian (smoothness) weight on 3-D grid parameters"),
         "params": (list, [], "keys/regexes the regularizers apply to (default: all 3-D grids)"),
+        "eikonal": (float, 0.0, "eikonal weight mean(|grad f| - 1)^2 for a neural SDF"),
+        "eikonal_points": (int, 1024, "random points per step of the eikonal term"),
         "redistance_every": (int, 0, "redistance SDF grids every N steps (0: never)"),
         "sdf_params": (list, [], "keys/regexes of SDF grids to redistance"),
     },

@@ -104,6 +104,9 @@ def setup_problem(config: dict) -> Problem:
     if config["scene"]["neural"]:
         from ..volume.neural import attach_neural_fields
         attach_neural_fields(scene.integrator(), **config["scene"]["neural"])
+    if config["scene"]["neural_sdf"]:
+        from ..sdf.neural import attach_neural_sdf
+        attach_neural_sdf(scene.integrator(), **config["scene"]["neural_sdf"])
     ref = config["references"]
     if ref["dataset"]:
         kwargs = dict(res=ref["res"], background=ref["background"], max_views=ref["max_views"] or None)
@@ -151,10 +154,17 @@ def _grid_keys(problem, patterns, keys=None):
             and (not patterns or _matches(patterns, k))]
 
 
-def regularization(config: dict, problem: Problem, opt):
+def regularization(config: dict, problem: Problem, opt, step: int = 0):
     from .losses import laplacian, total_variation
     reg = config["regularizers"]
     total = 0.0
+    if reg["eikonal"] > 0:
+        from ..sdf.neural import NeuralSDF, eikonal_loss
+        source = getattr(problem.scene.integrator(), "source", None)
+        if not isinstance(source, NeuralSDF):
+            raise UserError("regularizers.eikonal needs a neural SDF ([scene] neural_sdf = {...})")
+        seed = (config["optimize"]["seed"] * 1000003 + step) & 0x7FFFFFFF
+        total = total + reg["eikonal"] * eikonal_loss(source, reg["eikonal_points"], seed)
     for key in _grid_keys(problem, reg["params"]):
         if reg["tv"] > 0:
             total = total + reg["tv"] * total_variation(opt[key])
@@ -365,7 +375,7 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
             train_psnr = -10 * math.log10(max(mse, 1e-12))
             pixels += sampler.pixels_per_step(batch)
 
-        loss = loss + regularization(config, problem, opt)
+        loss = loss + regularization(config, problem, opt, step)
         dr.backward(loss)
         opt.step()
         for pattern, (lo, hi) in clamp.items():
