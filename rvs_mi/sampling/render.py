@@ -28,9 +28,8 @@ from ..errors import UserError
 _NEEDS_FILM = {
     "DirectProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
     "PathProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
-    "SDFIntegrator": ("it generates its own pixel samples and pixel-edge flux terms through the real "
-                      "sensor's projection (rvs_mi.sdf.camera.Projection), which the flat sensor lacks"),
 }
+# (sdf_reparam / sdf_naive render a pixel list themselves: their ``render_pixels`` method.)
 
 _PIXEL_FORMATS = {1: "luminance", 3: "rgb", 4: "rgba"}
 
