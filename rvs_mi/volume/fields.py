@@ -97,6 +97,14 @@ def _to_local_of(volume) -> mi.ScalarTransform4f:
     return mi.ScalarTransform4f().scale(scale.tolist()).translate((-lo).tolist())
 
 
+def unit_box_interval(to_local, ray):
+    """(hit, t0, t1) of ``ray`` with the box that ``to_local`` maps to [0, 1]³."""
+    o = to_local @ ray.o
+    d = to_local @ ray.d
+    box = mi.BoundingBox3f(mi.ScalarPoint3f(0.0), mi.ScalarPoint3f(1.0))
+    return box.ray_intersect(mi.Ray3f(o, d))[:3]
+
+
 class GridField:
     """A trilinear grid field owned by the integrator (differentiable tensor ``data``)."""
 
@@ -149,10 +157,7 @@ class GridField:
 
     def interval(self, ray):
         """(hit, t0, t1) of the ray with the grid's box (t0 may be negative)."""
-        o = self.to_local @ ray.o
-        d = self.to_local @ ray.d
-        box = mi.BoundingBox3f(mi.ScalarPoint3f(0.0), mi.ScalarPoint3f(1.0))
-        return box.ray_intersect(mi.Ray3f(o, d))[:3]
+        return unit_box_interval(self.to_local, ray)
 
     def traverse(self, callback, prefix):
         callback.put(f"{prefix}.data", self.data, mi.ParamFlags.Differentiable)

@@ -25,6 +25,7 @@ import drjit as dr
 import mitsuba as mi
 
 from ..errors import UserError
+from .fields import unit_box_interval
 
 DEFAULTS = {"levels": 8, "features": 2, "hashmap_log2": 14, "base_resolution": 4,
             "per_level_scale": 1.5, "hidden": 32, "density_hidden": 16, "seed": 0,
@@ -81,10 +82,7 @@ class NeuralField:
         return [mi.Float(c) + self.bias for c in out]
 
     def interval(self, ray):
-        o = self.to_local @ ray.o
-        d = self.to_local @ ray.d
-        box = mi.BoundingBox3f(mi.ScalarPoint3f(0.0), mi.ScalarPoint3f(1.0))
-        return box.ray_intersect(mi.Ray3f(o, d))[:3]
+        return unit_box_interval(self.to_local, ray)
 
     def traverse(self, callback, prefix):
         D = mi.ParamFlags.Differentiable
