@@ -142,21 +142,27 @@ class PixelSampler:
         self._last_rebuild = -1
 
     def observe(self, batch: PixelBatch, values, reference) -> None:
-        """Record per-pixel statistics of a rendered batch (Dr.Jit, no host sync).
+        """Record per-pixel statistics of a rendered batch.
 
         ``values``/``reference``: (N, C) tensors of the rendered and reference
         pixels. The ``residual`` statistic records ‖I_p − I_ref,p‖² (mean over
-        channels) per sample into its (view, tile) cell.
+        channels) per sample into its (view, tile) cell. The per-cell sums are
+        accumulated on the host in sample order: parallel float atomics
+        (``dr.scatter_add``) add in a varying order, and the last-bit
+        differences changed later draws, which broke bit-exact resumes. (The
+        optimization loop reads the rendered pixels on the host anyway.)
         """
         import drjit as dr
         import mitsuba as mi
         if batch.tile is None:
             return
-        r2 = _per_sample_sq_residual(values, reference)
-        cell = batch.tile + dr.opaque(mi.UInt32, batch.view * self.n_tiles)
-        dr.scatter_add(self._sum, r2, cell)
-        dr.scatter_add(self._count, dr.full(mi.Float, 1.0, dr.width(r2)), cell)
-        dr.schedule(self._sum, self._count)
+        r2 = np.array(_per_sample_sq_residual(values, reference), dtype=np.float32)
+        cell = np.array(batch.tile, dtype=np.int64) + batch.view * self.n_tiles
+        total = np.array(self._sum, dtype=np.float32)
+        count = np.array(self._count, dtype=np.float32)
+        np.add.at(total, cell, r2)
+        np.add.at(count, cell, np.float32(1.0))
+        self._sum, self._count = mi.Float(total), mi.Float(count)
 
     def tile_statistic(self) -> np.ndarray:
         """s_t per (view, tile), shape (V, T): sqrt of the mean observed statistic;
