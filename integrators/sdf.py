@@ -15,6 +15,8 @@ from rvs_mi.sdf import render as R
 from rvs_mi.sdf.sources import AnalyticSDF, GridSDF
 
 SHADINGS = ("emissive", "diffuse")
+EPSILON_ALL = 1e-3      # default epsilon with top_k = 0
+EPSILON_TOP_K = 2e-2    # default epsilon with top_k >= 2
 
 
 def _vec3(props, name, default):
@@ -38,12 +40,14 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         self.lambda_d = float(props.get("lambda_d", 0.1))
         if not self.lambda_d > 0:
             raise UserError(f"lambda_d must be > 0 (got {self.lambda_d})")
-        self.epsilon = float(props.get("epsilon", 2e-2))
-        if not self.epsilon > 0:
-            raise UserError(f"epsilon must be > 0 (got {self.epsilon})")
-        self.top_k = int(props.get("top_k", 8))
+        self.top_k = int(props.get("top_k", 0))
         if self.top_k < 0 or self.top_k == 1:
             raise UserError(f"top_k must be 0 (all points) or >= 2 (got {self.top_k})")
+        # The pad of S: small with all points; a top-k subset's shifted weights
+        # (Eq. 14) need a larger one to stay stable where tracer points cluster.
+        self.epsilon = float(props.get("epsilon", EPSILON_ALL if self.top_k == 0 else EPSILON_TOP_K))
+        if not self.epsilon > 0:
+            raise UserError(f"epsilon must be > 0 (got {self.epsilon})")
         self.max_steps = int(props.get("max_steps", 64))
         if self.max_steps < 1:
             raise UserError(f"max_steps must be >= 1 (got {self.max_steps})")

@@ -150,7 +150,7 @@ def test_sphere_center_translation_top_k_0_and_8_match_fd():
     from rvs_mi.validate.fd import _direction
     mask = _coverage_mask(_sphere_persp())
     key = "integrator.sdf.center"
-    res = fd_check(_sphere_persp(top_k=8), key, eps=FD_EPS, spp=AD_SPP, fd_spp=FD_SPP,
+    res = fd_check(_sphere_persp(top_k=8, epsilon=0.02), key, eps=FD_EPS, spp=AD_SPP, fd_spp=FD_SPP,
                    direction_seed=3)
     _check(res, mask, "sphere center, top_k=8")
     direction, _ = _direction(mi.traverse(_sphere_persp())[key], 3)
@@ -165,7 +165,7 @@ def test_sphere_center_translation_top_k_0_and_8_match_fd():
     assert e_naive > 3 * TOL
 
 
-def _grid_scene(integrator, res_grid=8, top_k=8):
+def _grid_scene(integrator, res_grid=8, **options):
     import mitsuba as mi
     n = res_grid
     c = (np.arange(n) + 0.5) / n * 2.0 - 1.0            # voxel centres in [-1, 1]
@@ -175,7 +175,7 @@ def _grid_scene(integrator, res_grid=8, top_k=8):
     return mi.load_dict({
         "type": "scene",
         "integrator": {
-            "type": integrator, "top_k": top_k, "epsilon": 0.01, "max_steps": 32,
+            "type": integrator, **options,
             "sdf": {"type": "gridvolume", "grid": mi.VolumeGrid(f[..., None].astype(np.float32)),
                     "use_grid_bbox": False,
                     "to_world": mi.ScalarTransform4f().translate([-1, -1, -1]).scale(2.0)},
@@ -191,48 +191,36 @@ def _grid_scene(integrator, res_grid=8, top_k=8):
     })
 
 
-@pytest.fixture(scope="module")
-def grid_fd():
-    """Grid SDF (8^3, tricubic B-spline) values moved along a seeded random direction."""
+def test_grid_sdf_values_random_direction_match_fd_and_naive_fails():
+    """Grid SDF (8³, tricubic B-spline) values moved along a seeded random direction.
+
+    The silhouette moves up to ~12 px per unit of the step here, so the FD
+    step must stay small (5e-3: ≤ 0.03 px) or a silhouette near a pixel edge
+    is smeared into the next pixel; 128² strata per pixel keep that FD's
+    noise at ~2% (measured seed to seed). Defaults: all tracer points
+    (top_k = 0), epsilon 1e-3, max_steps 64.
+    """
     import mitsuba as mi
     from rvs_mi.validate.fd import _direction
     scene = _grid_scene("sdf_reparam")
     mask = _coverage_mask(scene, spp=256)
     key = "integrator.sdf.data"
-    res = fd_check(scene, key, eps=FD_EPS, spp=32, fd_spp=1024, direction_seed=5, mode="forward", seed=1)
+    res = fd_check(scene, key, eps=FD_EPS, spp=1024, fd_spp=128 * 128, direction_seed=5, seed=1)
+    _check(res, mask, "grid values")
     direction, _ = _direction(mi.traverse(scene)[key], 5)
-    naive = _forward_ad(_grid_scene("sdf_naive"), key, direction, spp=32)
-    return res, mask, naive
+    naive = _forward_ad(_grid_scene("sdf_naive"), key, direction, spp=64)
+    e_naive = compare_gradients(naive, res.fd, mask=mask)["relative_error"]
+    print(f"grid values: sdf_naive silhouette error {e_naive:.4f}")
+    assert e_naive > 3 * TOL
 
 
-def test_grid_sdf_values_random_direction_follow_fd(grid_fd):
-    """What the warp achieves on a grid SDF today: right shape and sign, ~20-30% error."""
-    res, mask, naive = grid_fd
-    rep = compare_gradients(res.ad, res.fd, mask=mask)
-    rep_naive = compare_gradients(naive, res.fd, mask=mask)
-    print(f"grid values: silhouette error {rep['relative_error']:.4f} (corr {rep['correlation']:.3f}), "
-          f"sdf_naive {rep_naive['relative_error']:.4f} (corr {rep_naive['correlation']:.3f})")
-    assert mask.sum() >= 20
-    assert rep["relative_error"] < 0.5 and rep["correlation"] > 0.85
-    assert rep_naive["relative_error"] > 0.9
-
-
-@pytest.mark.xfail(reason="epsilon bias of the warp: S = |f| + lambda_d|grad f.d| + eps weights the "
-                          "points near the silhouette tangent over a window of width ~eps/lambda_d, "
-                          "so V differs from the tangent-point velocity where the surface motion "
-                          "varies at that scale (grid values: ~20-30% error; smaller eps adds "
-                          "variance). Not solved yet.", strict=False)
-def test_grid_sdf_values_random_direction_within_10_percent(grid_fd):
-    res, mask, _ = grid_fd
-    assert res.report["forward"]["relative_error"] < TOL
-    assert compare_gradients(res.ad, res.fd, mask=mask)["relative_error"] < TOL
-
-
-@pytest.mark.xfail(reason="epsilon bias (see above): moving a sphere along the view axis, the warp "
-                          "on the hit side averages only the points in front of the tangent, so "
-                          "V jumps at the silhouette and the disc appears to grow", strict=False)
 def test_sphere_depth_translation_orthographic_is_zero():
-    """Orthographic view, sphere moving along the view axis: the image does not change."""
+    """Orthographic view, sphere moving along the view axis: the image does not change.
+
+    The warp must then vanish on the silhouette from both sides; with a large
+    epsilon (0.02) the hit side averages only points in front of the tangent
+    and the disc appears to grow (sum ≈ 19% of the lateral one, measured).
+    """
     import drjit as dr
     import mitsuba as mi
     scene = load_scene(scenes.path("sdf_sphere.xml"), {"res": str(RES)})

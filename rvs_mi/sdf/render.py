@@ -17,7 +17,7 @@ import math
 
 from .camera import Projection
 from .trace import sphere_trace, trace_visibility
-from .warp import compute_warp
+from .warp import compute_warp, traced_warp
 
 import os as _os
 HIT_EPS = float(_os.environ.get("RVS_SDF_HIT_EPS", "1e-3"))
@@ -145,9 +145,17 @@ def shade(integ, scene, proj, u, ls, use_warp):
         dtm = [-(dr.dot(n_m, do[a]) + si0.t * dr.dot(n_m, dd[a])) / dr.dot(n_m, d) for a in range(2)]
         t1 = dr.select(cap, dr.maximum(si0.t, t0), t1)
         dt1 = [dr.select(cap, dtm[a], dt1[a]) for a in range(2)]
-        tr = sphere_trace(src, o, d, do, dd, t0, t1, dt0, dt1, integ.max_steps, integ.lambda_d,
-                          integ.epsilon, HIT_EPS, record=use_warp)
-    if use_warp:
+        streaming = use_warp and (integ.top_k == 0 or integ.top_k >= integ.max_steps)
+        if not streaming:
+            tr = sphere_trace(src, o, d, do, dd, t0, t1, dt0, dt1, integ.max_steps, integ.lambda_d,
+                              integ.epsilon, HIT_EPS, record=use_warp)
+            t_last, hit = tr.t_last, tr.hit
+    if streaming:
+        # all tracer points, summed while tracing (no per-point buffers)
+        t_last, _, hit, wp = traced_warp(src, proj, o, d, do, dd, t0, t1, dt0, dt1, integ.max_steps,
+                                         integ.gamma, integ.lambda_d, integ.epsilon, HIT_EPS)
+        V, div = wp.V, wp.div
+    elif use_warp:
         wp = compute_warp(src, proj, tr, o, d, do, dd, integ.gamma, integ.lambda_d, integ.top_k)
         V, div = wp.V, wp.div
     else:
@@ -156,7 +164,7 @@ def shade(integ, scene, proj, u, ls, use_warp):
     ow, dw, maxt = proj.ray_simple(uw)
     # SDF hit, differentiable through the implicit function theorem:
     # f(o + t d; θ) = 0  ⇒  t = t̃ − (f − f̃) / (∇f·d)
-    tt = tr.t_last
+    tt = t_last
     fa, ga = src.eval(ow + tt * dw, 1)
     gd = dr.detach(dr.dot(ga, dw))
     gd = dr.select(gd >= 0, 1.0, -1.0) * dr.maximum(dr.abs(gd), GRAZING)   # (biased only there)
@@ -164,7 +172,7 @@ def shade(integ, scene, proj, u, ls, use_warp):
     x = ow + t_hit * dw
     ray_w = mi.Ray3f(ow, dw, maxt)
     si = scene.ray_intersect(ray_w)
-    sdf_hit = tr.hit & ~(si.is_valid() & (si.t < dr.detach(t_hit)))
+    sdf_hit = hit & ~(si.is_valid() & (si.t < dr.detach(t_hit)))
     L_sdf = integ.surface_radiance(scene, x, dw, ls, sdf_hit)
     L_other = integ.other_radiance(scene, si, ray_w, ls, ~sdf_hit)
     L = dr.select(sdf_hit, L_sdf, L_other)

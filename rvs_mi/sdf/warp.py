@@ -213,3 +213,113 @@ def fade(source, trace, o, d, do, dd):
 def _matvec(H, v):
     from .sources import matvec
     return matvec(H, v)
+
+
+def traced_warp(source, proj, o, d, do, dd, t0, t1, dt0, dt1, n_steps, gamma, lambda_d, epsilon,
+                hit_eps):
+    """Sphere trace and the all-points warp (top_k = 0) in one loop, O(1) memory per ray.
+
+    Every tracer point adds its trapezoid-weighted term to running sums
+    (Eq. 13 without a subset), the same sums ``compute_warp`` forms from
+    recorded points:
+
+        W = w_0 + Σ w^q_i,  B_a = Σ ∂_a w^q_i          (primal)
+        A_a = Σ w^q_i P_{i,a},  C = Σ ∂w^q_i·P_i + w^q_i div P_i   (value 0, θ-derivative)
+
+    Point i's trapezoid width (t_{i+1} − t_{i−1})/2 is known once the step
+    from x_i is taken, so nothing is stored per point. The θ-dependence of A
+    and C enters only through the terms added each iteration (the trace
+    itself is detached), so Dr.Jit differentiates the loop as a sum loop
+    (``max_iterations=-1``): forward mode carries the tangents along, reverse
+    mode replays the loop — no per-step state is kept for the backward pass,
+    unlike the top-k slots whose point count bounds the memory.
+
+    Returns (t_last, f_last, hit, Warp) with t_last, f_last, hit as in
+    ``trace.sphere_trace``.
+    """
+    import drjit as dr
+    import mitsuba as mi
+    n = int(n_steps)
+    o_, d_ = dr.detach(o), dr.detach(d)
+    do_ = [dr.detach(do[0]), dr.detach(do[1])]
+    dd_ = [dr.detach(dd[0]), dr.detach(dd[1])]
+    t0, t1 = dr.detach(t0), dr.detach(t1)
+    dt0 = [dr.detach(dt0[0]), dr.detach(dt0[1])]
+    dt1 = [dr.detach(dt1[0]), dr.detach(dt1[1])]
+    n_lanes = dr.width(t0)
+    zero = dr.zeros(mi.Float, n_lanes)
+
+    def body(i, t, tx, ty, tp, tpx, tpy, f_last, t_last, W, B0, B1, A0, A1, C, fmin, fmx, fmy):
+        with dr.suspend_grad():
+            x = o_ + t * d_
+            dx = [do_[0] + tx * d_ + t * dd_[0], do_[1] + ty * d_ + t * dd_[1]]
+            f, g, H = source.eval(x, 2)
+            f, g, H = dr.detach(f), dr.detach(g), dr.detach(H)
+            gd = dr.dot(g, d_)
+            # the next point (Eq. 13 needs t_{i+1}; the last point's is its own)
+            tn = t + f
+            txn, tyn = tx + dr.dot(g, dx[0]), ty + dr.dot(g, dx[1])
+            over, under = tn >= t1, tn <= t0
+            tn = dr.select(over, t1, dr.select(under, t0, tn))
+            txn = dr.select(over, dt1[0], dr.select(under, dt0[0], txn))
+            tyn = dr.select(over, dt1[1], dr.select(under, dt0[1], tyn))
+            last = i + 1 == n
+            te, tex, tey = dr.select(last, t, tn), dr.select(last, tx, txn), dr.select(last, ty, tyn)
+            # trapezoid weight w^q (Eq. 12-13) and its u-derivatives
+            S = dr.abs(f) + lambda_d * dr.abs(gd) + epsilon
+            w = dr.power(S, -gamma)
+            delta = 0.5 * (te - tp)
+            wq = w * delta
+            Hdx = [_matvec(H, dx[a]) for a in range(2)]
+            dwq = []
+            for a in range(2):
+                dS = dr.sign(f) * dr.dot(g, dx[a]) + lambda_d * dr.sign(gd) * (
+                    dr.dot(d_, Hdx[a]) + dr.dot(g, dd_[a]))
+                dwq.append(-gamma * w / S * dS * delta + w * 0.5 * ((tex, tey)[a] - (tpx, tpy)[a]))
+            J = proj.jacobian(x)
+            dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
+            g2 = dr.squared_norm(g)
+            Jg = [dr.dot(J[a], g) for a in range(2)]
+            # free-space fade: the smallest f along the ray and its u-derivative
+            smaller = (f < fmin) | (i == 0)
+            fmin = dr.select(smaller, f, fmin)
+            fmx = dr.select(smaller, dr.dot(g, dx[0]), fmx)
+            fmy = dr.select(smaller, dr.dot(g, dx[1]), fmy)
+        # θ-tangents at the fixed point x: value 0, derivative ∂θ f and ∂θ ∇f
+        fa, ga = source.eval(x, 1)
+        fdot = fa - dr.detach(fa)
+        gdot = ga - dr.detach(ga)
+        P = [-fdot * Jg[a] / g2 for a in range(2)]
+        divP = 0.0
+        for a in range(2):
+            divP = divP - dr.dot(gdot, dx[a]) * Jg[a] / g2 - fdot * (
+                (dr.dot(dJ[a], g) + dr.dot(J[a], Hdx[a])) / g2
+                - 2.0 * Jg[a] * dr.dot(g, Hdx[a]) / (g2 * g2))
+        W = W + wq
+        B0, B1 = B0 + dwq[0], B1 + dwq[1]
+        A0, A1 = A0 + wq * P[0], A1 + wq * P[1]
+        C = C + dwq[0] * P[0] + dwq[1] * P[1] + wq * divP
+        return (i + 1, tn, txn, tyn, t, tx, ty, f, t, W, B0, B1, A0, A1, C, fmin, fmx, fmy)
+
+    def cond(i, *_):
+        return i < n
+
+    state = (mi.UInt32(0), mi.Float(t0), mi.Float(dt0[0]), mi.Float(dt0[1]),
+             mi.Float(t0), mi.Float(dt0[0]), mi.Float(dt0[1]), mi.Float(zero), mi.Float(t0),
+             mi.Float(zero) + W0, mi.Float(zero), mi.Float(zero), mi.Float(zero), mi.Float(zero),
+             mi.Float(zero), mi.Float(zero), mi.Float(zero), mi.Float(zero))
+    (_, _, _, _, _, _, _, f_last, t_last, W, B0, B1, A0, A1, C, fmin, fmx, fmy) = dr.while_loop(
+        state, cond, body, label="sdf_trace_warp", max_iterations=-1)
+    with dr.suspend_grad():
+        hit = (dr.abs(f_last) < hit_eps) & (t_last < t1 - hit_eps) & (t1 > t0)
+        a, b = source.fade_range()
+        s = dr.clip((fmin - a) / (b - a), 0.0, 1.0)
+        s = dr.select(t_last > t0, s, 1.0)              # an empty segment: no warp
+        phi = 1.0 - s * s * (3.0 - 2.0 * s)
+        dphi_df = -6.0 * s * (1.0 - s) / (b - a)
+        dphi = [dphi_df * fmx, dphi_df * fmy]
+    V = mi.Vector2f(A0 / W, A1 / W)
+    div = (C - V.x * B0 - V.y * B1) / W
+    div = phi * div + dphi[0] * V.x + dphi[1] * V.y
+    V = mi.Vector2f(phi * V.x, phi * V.y)
+    return t_last, f_last, hit, Warp(V=V, div=div, weight_sum=W, kept=0)
