@@ -128,6 +128,7 @@ def worker(config: str, args) -> dict:
         params.update()
         counter["points"] = counter["calls"] = 0
         dr.sync_thread()
+        dr.flush_malloc_cache()          # else the watermark counts Dr.Jit's cached blocks
         dr.detail.malloc_clear_statistics()
         base = dr.detail.malloc_watermark(dr.JitBackend.LLVM)    # what is allocated before the step
         t0, c0 = time.perf_counter(), time.process_time()

@@ -94,6 +94,7 @@ def worker(name: str, seed: int, args) -> dict:
         result = evaluate(*a, **kw)
         if not calls:
             dr.sync_thread()
+            dr.flush_malloc_cache()      # else the watermark counts Dr.Jit's cached blocks
             dr.detail.malloc_clear_statistics()
             marks["cpu0"] = time.process_time()
         calls.append(1)

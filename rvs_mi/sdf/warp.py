@@ -31,6 +31,21 @@ with J_a = ∇_x u_a, H = ∇²f, ∂_a J_a the derivative of J_a along ∂_a x_
 ḟ and ∇ḟ are θ-tangents: we evaluate them as f(x;θ) − detach(f(x;θ)) (value
 0, derivative ∂θ f), so V and div V are Dr.Jit values equal to 0 whose
 derivatives are the warp and its divergence. Everything else is primal.
+
+Two implementations of these sums:
+
+* ``traced_warp`` (top_k = 0, the default): every tracer point, added to
+  the sums inside the sphere-tracing loop itself. Nothing is stored per
+  point; Dr.Jit differentiates the loop as a sum loop (forward mode carries
+  the tangents, reverse mode replays it), so memory is O(1) per ray and the
+  kernel holds one loop body whatever ``max_steps`` is.
+* ``compute_warp`` (top_k ≥ 2, Eq. 14): the points are recorded by
+  ``trace.sphere_trace`` and the k largest weights are gathered into k
+  slots. Where a grazing ray's tracer points cluster (many nearly equal
+  weights), the shifted weights are small differences and div V gets
+  heavy tails; a larger ε (0.02) keeps it usable, at the price of the
+  ε-window bias (V averages a window of width ~ε/λ_d around the tangent
+  point, one-sided on the hit side).
 """
 from __future__ import annotations
 
