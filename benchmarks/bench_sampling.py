@@ -10,11 +10,10 @@ Issue 6's three inverse problems (``--problem``):
   volume with ``rvs`` from 8 views on a ring (two small dense blobs in a faint haze).
 - ``sdf`` (3): centre and radius of an analytic SDF sphere with
   ``sdf_reparam`` from 4 views (``scenes/fit_sdf_sphere.xml``). ``sdf_reparam``
-  cannot render sparse pixels through Mitsuba's flat sensor (it traces its own
-  pixel samples through the real sensor's projection), so ``uniform`` and
-  ``adaptive`` render the full image and gather their pixels
-  (``render_pixels(fallback="full")``): the same cost per step as ``full``,
-  only the loss is sparse. This measures the estimator, not a saving.
+  does not render through Mitsuba's flat sensor (it traces its own pixel
+  samples and pixel-edge flux terms through the real sensor's projection);
+  ``render_pixels`` hands it the pixel list, which it renders with the same
+  estimator.
 
 Each method (``full``; ``uniform``/``adaptive`` with N = ``--budgets`` of the
 pixels) runs for the same time budget per seed — by default in CPU seconds of
@@ -163,12 +162,12 @@ def sdf_problem(args):
                    "radius": str(float(r[0])), "res": "8"}
         return load_scene(str(scenes.path("fit_sdf_sphere.xml")), defines=defines)
 
-    return {"name": "SDF sphere centre + radius (sdf_reparam; sparse = full render, gathered)",
+    return {"name": "SDF sphere centre + radius (sdf_reparam renders the pixel list itself)",
             "integrator": "sdf_reparam", "truth": truth, "error_keys": list(SDF_KEYS), "scene": scene,
             "views": [(0.0, 0.5, 3.0), (2.6, 0.8, 1.2), (-2.4, 0.2, 1.6), (0.5, 2.4, -1.7)],
             "heldout": (-1.5, 1.5, -2.2), "fov": 40.0,
             "lr": lambda lr: {SDF_KEYS[0]: lr, SDF_KEYS[1]: lr},
-            "clamp": {SDF_KEYS[1]: (0.05, 2.0)}, "fallback": "full"}
+            "clamp": {SDF_KEYS[1]: (0.05, 2.0)}}
 
 
 PROBLEMS = {"texture": texture_problem, "volume": volume_problem, "sdf": sdf_problem}

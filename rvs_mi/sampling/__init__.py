@@ -12,7 +12,7 @@ and weights their losses so that the gradient stays unbiased::
         ref = rvs_mi.sampling.gather_reference(references, batch)   # (N, C), dr.gather
         loss = rvs_mi.sampling.weighted_loss(values, ref, batch, kind="l2")
         dr.backward(loss); opt.step(); params.update(opt)
-        sampler.observe(batch, values, ref)        # Dr.Jit scatter, no host sync
+        sampler.observe(batch, values, ref)        # per-tile residual statistics
     state = sampler.state_dict()                   # plain Python/NumPy, for checkpoints
     sampler.load_state_dict(state)
 
