@@ -65,7 +65,7 @@ def run(args) -> int:
              f"{'param err':>11}{'time':>8}"]
     for name, s, _ in rows:
         err = s["param_error_final"]
-        err_text = "-" if err != err else f"{100 * err:.2f}%"
+        err_text = "-" if err is None else f"{100 * err:.2f}%"
         lines.append(f"{name:<28}{s['psnr_initial']:>11.2f} {s['psnr_final']:>11.2f} "
                      f"{s['ssim_final']:>11.3f} {err_text:>10} {s['time_s']:>6.0f}s")
     lines.append(f"total {total:.0f} s; images and plots under {out}/volume and {out}/sdf")

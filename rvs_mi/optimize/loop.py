@@ -173,6 +173,10 @@ def regularization(config: dict, problem: Problem, opt, step: int = 0):
     return total
 
 
+def _none_if_nan(value: float):
+    return None if value != value else value
+
+
 def parameter_error(config: dict, problem: Problem) -> float:
     """Relative L2 error of the parameters that have a ``truth`` value, NaN if none."""
     truth = config["optimize"]["truth"]
@@ -418,7 +422,9 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
         "heldout": problem.test is not None,
         "psnr_initial": initial["psnr"], "psnr_final": p1,
         "ssim_initial": initial["ssim"], "ssim_final": s1,
-        "param_error_initial": initial["param_error"], "param_error_final": parameter_error(config, problem),
+        # null (not NaN, which is not JSON) when the config gives no truth
+        "param_error_initial": _none_if_nan(initial["param_error"]),
+        "param_error_final": _none_if_nan(parameter_error(config, problem)),
         "steps": opt_cfg["steps"], "time_s": rows[-1]["elapsed_s"] if rows else 0.0,
         "pixels_rendered": pixels, "keys": problem.keys, "seed": seed,
     }
