@@ -122,32 +122,9 @@ def compute_warp(source, proj, trace, o, d, do, dd, gamma, lambda_d, top_k) -> W
             dx = [do_[a] + dti[a] * d_ + ti * dd_[a] for a in range(2)]
             f, g, H = source.eval(x, 2)
             f, g, H = dr.detach(f), dr.detach(g), dr.detach(H)
-            gd = dr.dot(g, d_)
             S = dr.gather(mi.Float, trace.S, base + ij)
-            w = dr.power(S, -gamma)
-            delta = 0.5 * (tp - tm)
-            wq_j = w * delta
-            Hdx = [_matvec(H, dx[a]) for a in range(2)]
-            dwq = []
-            for a in range(2):
-                dS = dr.sign(f) * dr.dot(g, dx[a]) + lambda_d * dr.sign(gd) * (
-                    dr.dot(d_, Hdx[a]) + dr.dot(g, dd_[a]))
-                dwq.append(-gamma * w / S * dS * delta + w * 0.5 * (dtp[a] - dtm[a]))
-            J = proj.jacobian(x)
-            dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
-            g2 = dr.squared_norm(g)
-            Jg = [dr.dot(J[a], g) for a in range(2)]
-        # θ-tangents at the fixed point x (value 0, derivative ∂θ f and ∂θ ∇f)
-        fa, ga = source.eval(x, 1)
-        fdot = fa - dr.detach(fa)
-        gdot = ga - dr.detach(ga)
-        P = [-fdot * Jg[a] / g2 for a in range(2)]
-        divP = 0.0
-        for a in range(2):
-            dPa = -dr.dot(gdot, dx[a]) * Jg[a] / g2 - fdot * (
-                (dr.dot(dJ[a], g) + dr.dot(J[a], Hdx[a])) / g2
-                - 2.0 * Jg[a] * dr.dot(g, Hdx[a]) / (g2 * g2))
-            divP = divP + dPa
+            wq_j, dwq, Hdx = _point_weight(f, g, H, S, d_, dx, dd_, tm, tp, dtm, dtp, gamma, lambda_d)
+        P, divP = _point_velocity(source, proj, x, dx, g, Hdx)
         slots.append((wq_j, dwq, P, divP))
 
     if shift_slot is None:
@@ -225,6 +202,46 @@ def fade(source, trace, o, d, do, dd):
     return phi, dphi
 
 
+def _point_weight(f, g, H, S, d, dx, dd, t_prev, t_next, dt_prev, dt_next, gamma, lambda_d):
+    """Trapezoid weight w^q = S^(−γ)·(t_{i+1} − t_{i−1})/2 of a tracer point (Eq. 12-13) and
+    its u-derivatives ∂_a w^q; also H·∂_a x (primal). ``dx``: ∂_a x of the point."""
+    import drjit as dr
+    w = dr.power(S, -gamma)
+    delta = 0.5 * (t_next - t_prev)
+    Hdx = [_matvec(H, dx[a]) for a in range(2)]
+    gd = dr.dot(g, d)
+    dwq = []
+    for a in range(2):
+        dS = dr.sign(f) * dr.dot(g, dx[a]) + lambda_d * dr.sign(gd) * (
+            dr.dot(d, Hdx[a]) + dr.dot(g, dd[a]))
+        dwq.append(-gamma * w / S * dS * delta + w * 0.5 * (dt_next[a] - dt_prev[a]))
+    return w * delta, dwq, Hdx
+
+
+def _point_velocity(source, proj, x, dx, g, Hdx):
+    """P = (∂x u)ᵀ G at a tracer point x (Eq. 5-7) and its u-divergence div P.
+
+    Both have value 0 and carry the θ-derivative: ḟ and ∇ḟ are evaluated as
+    f(x;θ) − detach(f(x;θ)) at the fixed point x. ``g`` = ∇f(x), ``Hdx`` = H·∂_a x (primal).
+    """
+    import drjit as dr
+    with dr.suspend_grad():
+        J = proj.jacobian(x)
+        dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
+        g2 = dr.squared_norm(g)
+        Jg = [dr.dot(J[a], g) for a in range(2)]
+    fa, ga = source.eval(x, 1)
+    fdot = fa - dr.detach(fa)
+    gdot = ga - dr.detach(ga)
+    P = [-fdot * Jg[a] / g2 for a in range(2)]
+    divP = 0.0
+    for a in range(2):
+        divP = divP - dr.dot(gdot, dx[a]) * Jg[a] / g2 - fdot * (
+            (dr.dot(dJ[a], g) + dr.dot(J[a], Hdx[a])) / g2
+            - 2.0 * Jg[a] * dr.dot(g, Hdx[a]) / (g2 * g2))
+    return P, divP
+
+
 def _matvec(H, v):
     from .sources import matvec
     return matvec(H, v)
@@ -280,36 +297,15 @@ def traced_warp(source, proj, o, d, do, dd, t0, t1, dt0, dt1, n_steps, gamma, la
             tyn = dr.select(over, dt1[1], dr.select(under, dt0[1], tyn))
             last = i + 1 == n
             te, tex, tey = dr.select(last, t, tn), dr.select(last, tx, txn), dr.select(last, ty, tyn)
-            # trapezoid weight w^q (Eq. 12-13) and its u-derivatives
-            S = dr.abs(f) + lambda_d * dr.abs(gd) + epsilon
-            w = dr.power(S, -gamma)
-            delta = 0.5 * (te - tp)
-            wq = w * delta
-            Hdx = [_matvec(H, dx[a]) for a in range(2)]
-            dwq = []
-            for a in range(2):
-                dS = dr.sign(f) * dr.dot(g, dx[a]) + lambda_d * dr.sign(gd) * (
-                    dr.dot(d_, Hdx[a]) + dr.dot(g, dd_[a]))
-                dwq.append(-gamma * w / S * dS * delta + w * 0.5 * ((tex, tey)[a] - (tpx, tpy)[a]))
-            J = proj.jacobian(x)
-            dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
-            g2 = dr.squared_norm(g)
-            Jg = [dr.dot(J[a], g) for a in range(2)]
+            S = dr.abs(f) + lambda_d * dr.abs(gd) + epsilon          # Eq. 11 (+ε)
+            wq, dwq, Hdx = _point_weight(f, g, H, S, d_, dx, dd_, tp, te, (tpx, tpy), (tex, tey),
+                                         gamma, lambda_d)
             # free-space fade: the smallest f along the ray and its u-derivative
             smaller = (f < fmin) | (i == 0)
             fmin = dr.select(smaller, f, fmin)
             fmx = dr.select(smaller, dr.dot(g, dx[0]), fmx)
             fmy = dr.select(smaller, dr.dot(g, dx[1]), fmy)
-        # θ-tangents at the fixed point x: value 0, derivative ∂θ f and ∂θ ∇f
-        fa, ga = source.eval(x, 1)
-        fdot = fa - dr.detach(fa)
-        gdot = ga - dr.detach(ga)
-        P = [-fdot * Jg[a] / g2 for a in range(2)]
-        divP = 0.0
-        for a in range(2):
-            divP = divP - dr.dot(gdot, dx[a]) * Jg[a] / g2 - fdot * (
-                (dr.dot(dJ[a], g) + dr.dot(J[a], Hdx[a])) / g2
-                - 2.0 * Jg[a] * dr.dot(g, Hdx[a]) / (g2 * g2))
+        P, divP = _point_velocity(source, proj, x, dx, g, Hdx)
         W = W + wq
         B0, B1 = B0 + dwq[0], B1 + dwq[1]
         A0, A1 = A0 + wq * P[0], A1 + wq * P[1]
