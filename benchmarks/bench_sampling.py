@@ -204,7 +204,8 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     opt = mi.ad.Adam(lr=0.01)
     for k in keys:
         opt[k] = params[k]
-    opt.set_learning_rate(prob["lr"](args.lr if method == "full" else args.lr_sparse))
+    lr0 = args.lr if method == "full" else args.lr_sparse
+    opt.set_learning_rate(prob["lr"](lr0))
     params.update(opt)
     sampler = None
     if method != "full":
@@ -228,6 +229,8 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     P = args.size * args.size
     now = time.process_time if args.clock == "cpu" else time.perf_counter
     while clock < args.seconds:
+        if args.lr_final != 1.0:      # exponential decay over the run's budget: lr0 → lr0·lr_final
+            opt.set_learning_rate(prob["lr"](lr0 * args.lr_final ** (clock / args.seconds)))
         t0 = now()
         s = (seed * 100003 + 2 * step) & 0x7FFFFFFF
         if sampler is None:
@@ -297,6 +300,8 @@ def main(argv=None):
     ap.add_argument("--ref-spp", type=int, default=64)
     ap.add_argument("--lr", type=float, help="Adam learning rate of full (default per problem)")
     ap.add_argument("--lr-sparse", type=float, help="Adam learning rate of uniform/adaptive (default per problem)")
+    ap.add_argument("--lr-final", type=float, default=1.0,
+                    help="learning rate at the end of the budget relative to the start (exponential decay; 1: constant)")
     ap.add_argument("--loss", choices=["l1", "l2"], default="l2")
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.05])
     ap.add_argument("--beta", type=float, default=0.2)
@@ -345,7 +350,7 @@ def main(argv=None):
         return float(np.mean([r["curve"][-1][field] for r in g]))
 
     print(f"\n{prob['name']}: {args.size}x{args.size} px, {len(prob['views'])} views, spp {args.spp}, "
-          f"{args.loss} loss, lr {args.lr:g} (sparse {args.lr_sparse:g}), {args.seconds:g} s per run, seeds {args.seeds}, beta {args.beta}, "
+          f"{args.loss} loss, lr {args.lr:g} (sparse {args.lr_sparse:g}, final x{args.lr_final:g}), {args.seconds:g} s per run, seeds {args.seeds}, beta {args.beta}, "
           f"K {args.rebuild_every}, tile {args.tile} ({variant}, {os.cpu_count()} CPU threads)")
     print(f"Clock: {args.clock} seconds. Times to a level: first evaluation (every {args.eval_every:g} s of "
           "optimization) at or below it, mean over seeds.")
