@@ -211,7 +211,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     if method != "full":
         sampler = sampling.make_sampler(method, image_size=(args.size, args.size), n_views=len(sensors),
                                         budget=budget, beta=args.beta, rebuild_every=args.rebuild_every,
-                                        tile=args.tile, seed=seed)
+                                        tile=args.tile, statistic=args.statistic, seed=seed)
     fallback = prob.get("fallback", "error")
     curve = []
     samples = 0
@@ -240,11 +240,17 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
             n = P
         else:
             batch = sampler.draw(step)
+            tangent = None
+            if sampler.statistic == "gradient":      # random projection: one forward-mode pass of the batch
+                _, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, keys, spp=args.spp,
+                                                            seed=s + 7, direction_seed=s)
             values = sampling.render_pixels(scene, params, sensors, batch, spp=args.spp, seed=s, fallback=fallback)
             ref = sampling.gather_reference(refs, batch)
             loss = sampling.weighted_loss(values, ref, batch, kind=args.loss)
-            sampler.observe(batch, values, ref)
+            sampler.observe(batch, values, ref, tangent=tangent, kind=args.loss)
             n = P if fallback == "full" else batch.size          # what was actually rendered
+            if tangent is not None:
+                n *= 2
         dr.backward(loss)
         opt.step()
         for k, (lo, hi) in prob["clamp"].items():
@@ -307,6 +313,8 @@ def main(argv=None):
     ap.add_argument("--beta", type=float, default=0.2)
     ap.add_argument("--rebuild-every", type=int, default=10)
     ap.add_argument("--tile", type=int, default=8)
+    ap.add_argument("--statistic", choices=["residual", "gradient"], default="residual",
+                    help="statistic of the adaptive sampler (gradient: one more forward-mode pass per step)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=["full", "uniform", "adaptive"])
     ap.add_argument("--out", default="out/bench_sampling")
@@ -351,7 +359,7 @@ def main(argv=None):
 
     print(f"\n{prob['name']}: {args.size}x{args.size} px, {len(prob['views'])} views, spp {args.spp}, "
           f"{args.loss} loss, lr {args.lr:g} (sparse {args.lr_sparse:g}, final x{args.lr_final:g}), {args.seconds:g} s per run, seeds {args.seeds}, beta {args.beta}, "
-          f"K {args.rebuild_every}, tile {args.tile} ({variant}, {os.cpu_count()} CPU threads)")
+          f"K {args.rebuild_every}, tile {args.tile}, statistic {args.statistic} ({variant}, {os.cpu_count()} CPU threads)")
     print(f"Clock: {args.clock} seconds. Times to a level: first evaluation (every {args.eval_every:g} s of "
           "optimization) at or below it, mean over seeds.")
     for field, label in (("param_err", "param RMSE"), ("heldout_mse", "held-out MSE")):

@@ -158,3 +158,13 @@ def test_eikonal_needs_a_neural_sdf_and_every_example_config_validates(tmp_path)
     for name in sorted(os.listdir(folder)):
         if name.endswith(".toml"):
             load_config(os.path.join(folder, name))          # schema, types and paths
+
+
+def test_adaptive_sampler_with_the_gradient_statistic_fits(tmp_path):
+    """The optimization loop drives the random-projection statistic (one forward-mode pass of
+    each batch) and still fits the texture from sparse pixels."""
+    overrides = ["optimize.steps=24", "references.res=24", "scene.defines={ res = \"24\" }",
+                 "output.checkpoint_every=0", "output.eval_spp=16", "sampler.name=\"adaptive\"",
+                 "sampler.statistic=\"gradient\"", "sampler.budget=0.25", "sampler.rebuild_every=4"]
+    summary = run_optimization(load_config(EXAMPLE, overrides), str(tmp_path / "run"), progress=False)
+    assert summary["psnr_final"] > summary["psnr_initial"] + 2.0, summary

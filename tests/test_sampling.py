@@ -15,7 +15,7 @@ P = W * H
 KEY = "plane.bsdf.reflectance.data"
 
 
-def texture_scene(tex, integrator="prb", filt="box", size=(W, H)):
+def texture_scene(tex, integrator="prb", filt="box", size=(W, H), sphere_rgb=(0.7, 0.6, 0.5)):
     """A textured diffuse plane (texel grid = 16×16, nearest) under a constant sky."""
     return mi.load_dict({
         "type": "scene", "integrator": {"type": integrator, "max_depth": 2},
@@ -26,7 +26,7 @@ def texture_scene(tex, integrator="prb", filt="box", size=(W, H)):
         "plane": {"type": "rectangle", "bsdf": {"type": "diffuse", "reflectance": {
             "type": "bitmap", "data": mi.TensorXf(tex), "raw": True, "filter_type": "nearest"}}},
         "sphere": {"type": "sphere", "radius": 0.25, "center": [0.3, 0.2, 0.6],
-                   "bsdf": {"type": "diffuse", "reflectance": {"type": "rgb", "value": [0.7, 0.6, 0.5]}}},
+                   "bsdf": {"type": "diffuse", "reflectance": {"type": "rgb", "value": list(sphere_rgb)}}},
         "sky": {"type": "constant"},
     })
 
@@ -393,3 +393,78 @@ def test_adaptive_lowers_gradient_variance(gradient_draws):
         mse_u = np.mean(np.sum((gu - full) ** 2, axis=1))
         mse_a = np.mean(np.sum((ga - full) ** 2, axis=1))
         assert mse_a < 0.65 * mse_u, (mse_a, mse_u)
+
+
+# --------------------------------------------------------------------------- the gradient statistic
+
+def test_gradient_statistic_ignores_error_that_theta_cannot_explain():
+    """Reference: the same texture but a sphere of another colour. The sphere's pixels do not
+    depend on the texture (direct light only), so all the residual there is error the
+    parameters cannot remove. ``residual`` spends its samples on it; ``gradient`` (random
+    projection, E_v[(∂ℓ/∂I·∂I/∂θ·v)²] = ‖∂ℓ/∂θ‖²) gives those pixels only the uniform floor."""
+    scene = texture_scene(base_texture())
+    params = mi.traverse(scene)
+    params.keep([KEY])
+    ref = mi.render(texture_scene(base_texture(), sphere_rgb=(0.1, 0.9, 0.1)), spp=256, seed=7)
+    ref = mi.TensorXf(np.array(ref) + 0.05 * concentrated_reference_texture()[::-1, :, :])  # some texture error too
+    sensors = [scene.sensors()[0]]
+    full = sampling.make_sampler("full", image_size=(W, H)).draw(0)
+    _, t_full = sampling.render_pixels_tangent(scene, params, sensors, full, [KEY], spp=64, seed=1)
+    with dr.suspend_grad():
+        a = np.array(mi.render(scene, spp=64, seed=1))
+        b = np.array(mi.render(texture_scene(base_texture(), sphere_rgb=(0.1, 0.9, 0.1)), spp=64, seed=1))
+    # pixels wholly on the sphere: its colour shows, and the texture does not move them
+    sphere = (np.abs(a - b).max(axis=2) > 0.05) & (np.abs(np.array(t_full)).max(axis=1) == 0).reshape(H, W)
+    assert 0.05 < sphere.mean() < 0.4
+    beta = 0.2
+    mass = {}
+    for statistic in ("residual", "gradient"):
+        s = sampling.make_sampler("adaptive", image_size=(W, H), budget=128, beta=beta, rebuild_every=4,
+                                  tile=1, statistic=statistic, seed=0)
+        for step in range(17):
+            batch = s.draw(step)
+            if statistic == "gradient":
+                values, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, [KEY],
+                                                                 spp=16, seed=step, direction_seed=step)
+            else:
+                values, tangent = sampling.render_pixels(scene, params, sensors, batch, spp=16, seed=step), None
+            s.observe(batch, values, sampling.gather_reference(ref, batch), tangent=tangent)
+        mass[statistic] = float(s.pixel_probabilities()[sphere].sum())
+    floor = beta * sphere.mean()
+    print("q mass on the sphere:", mass, "uniform floor", floor)
+    assert mass["residual"] > 3 * floor
+    assert mass["gradient"] < 1.5 * floor
+    with pytest.raises(UserError, match="needs the tangent"):
+        s.observe(batch, values, sampling.gather_reference(ref, batch))
+
+
+def test_render_pixels_tangent_is_the_directional_derivative():
+    """tangent = ∂I/∂s for θ = θ0 + s·v, checked against central differences of the pixels."""
+    scene = texture_scene(base_texture())
+    params = mi.traverse(scene)
+    params.keep([KEY])
+    sensors = [scene.sensors()[0]]
+    batch = sampling.make_sampler("uniform", image_size=(W, H), budget=32, seed=1).draw(0)
+    base = mi.TensorXf(params[KEY])
+    values, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, [KEY], spp=16, seed=3,
+                                                     direction_seed=9)
+    assert np.array_equal(np.array(params[KEY]), np.array(base))           # restored
+    v = np.random.default_rng(9).standard_normal(int(np.prod(dr.shape(base)))).astype(np.float32)
+    eps = 1e-2
+    out = []
+    for sign in (1, -1):
+        params[KEY] = base + sign * eps * mi.TensorXf(v.reshape(dr.shape(base)))
+        params.update()
+        with dr.suspend_grad():     # the derivative pass of render_pixels(seed=3) uses seed_grad = 4
+            out.append(np.array(sampling.render_pixels(scene, params, sensors, batch, spp=16, seed=4)))
+    params[KEY] = base
+    params.update()
+    fd = (out[0] - out[1]) / (2 * eps)
+    assert compare_gradients(np.array(tangent), fd)["relative_error"] < 0.01
+    assert np.abs(fd).max() > 0.05
+    # an optimizer's variable stays connected (the restore once left the perturbed copy in place)
+    opt = mi.ad.Adam(lr=0.01, params={KEY: params[KEY]})
+    params.update(opt)
+    sampling.render_pixels_tangent(scene, params, sensors, batch, [KEY], spp=4, seed=1)
+    dr.backward(dr.sum(sampling.render_pixels(scene, params, sensors, batch, spp=4, seed=2).array))
+    assert np.abs(np.array(dr.grad(opt[KEY]))).sum() > 0

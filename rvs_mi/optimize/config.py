@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "beta": (float, 0.2, "uniform mixing weight of the adaptive sampler, in (0, 1]"),
         "rebuild_every": (int, 10, "steps between rebuilds of the adaptive distribution"),
         "tile": (int, 4, "tile size of the adaptive statistics in pixels"),
-        "statistic": (str, "residual", "adaptive statistic (see rvs_mi.sampling)"),
+        "statistic": (str, "residual", "adaptive statistic: residual | gradient (see rvs_mi.sampling)"),
         "view_choice": (str, "uniform", "uniform | adaptive"),
     },
     "upsample": {

@@ -368,12 +368,18 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
         else:
             from .. import sampling
             batch = sampler.draw(step)
+            tangent = None
+            if sampler.statistic == "gradient":     # one forward-mode pass of the batch (random projection)
+                _, tangent = sampling.render_pixels_tangent(problem.scene, problem.params, problem.train.sensors,
+                                                            batch, problem.keys, spp=spp, seed=step_seed + 7,
+                                                            direction_seed=step_seed)
             values = sampling.render_pixels(problem.scene, problem.params, problem.train.sensors, batch,
                                             spp=spp, spp_grad=spp_grad, seed=step_seed)
             reference = sampling.gather_reference(problem.ref_train, batch)
             loss = sampling.weighted_loss(values, reference, batch, kind=opt_cfg["loss"],
                                           delta=opt_cfg["huber_delta"])
-            sampler.observe(batch, values, reference)
+            sampler.observe(batch, values, reference, tangent=tangent, kind=opt_cfg["loss"],
+                            delta=opt_cfg["huber_delta"])
             diff = np.array(dr.detach(values)) - np.array(reference)
             mse = float(np.mean(np.square(np.clip(diff, -1, 1))))
             train_psnr = -10 * math.log10(max(mse, 1e-12))

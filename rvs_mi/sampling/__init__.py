@@ -33,10 +33,10 @@ integrators that need the real film raise ``UserError`` (see
 """
 from .samplers import (SAMPLERS, STATISTICS, VIEW_CHOICES, AdaptiveSampler, FullSampler, PixelBatch,
                        PixelSampler, UniformSampler, make_sampler, resolve_budget)
-from .render import film_incompatibility, gather_pixels, render_pixels
+from .render import film_incompatibility, gather_pixels, render_pixels, render_pixels_tangent
 from .loss import LOSSES, gather_reference, per_sample_loss, weighted_loss
 
-__all__ = ["make_sampler", "render_pixels", "gather_reference", "weighted_loss", "per_sample_loss",
+__all__ = ["make_sampler", "render_pixels", "render_pixels_tangent", "gather_reference", "weighted_loss", "per_sample_loss",
            "gather_pixels", "film_incompatibility", "resolve_budget", "PixelBatch", "PixelSampler",
            "FullSampler", "UniformSampler", "AdaptiveSampler", "SAMPLERS", "STATISTICS", "VIEW_CHOICES",
            "LOSSES"]

@@ -153,3 +153,54 @@ def gather_pixels(image, pixel_index):
     n = dr.width(pixel_index)
     idx = dr.repeat(mi.UInt32(pixel_index) * c, c) + dr.tile(dr.arange(mi.UInt32, c), n)
     return mi.TensorXf(dr.gather(mi.Float, image.array, idx), (n, c))
+
+
+def render_pixels_tangent(scene, params, sensors, batch, keys, spp: int = 4, seed: int = 0,
+                          direction_seed: int = 0, scales=None, integrator=None):
+    """Forward-mode derivative of the batch's pixels along a random parameter direction.
+
+    For the ``gradient`` statistic of the adaptive sampler (DESIGN §5, random
+    projection): θ = θ0 + s·v with v ~ N(0, 1) per component of each key in
+    ``keys`` (times ``scales[key]`` if given), seeded by ``direction_seed``;
+    returns (values, tangent), both (N, C) and detached, tangent = ∂I/∂s.
+    E_v[(g·v)²] = ‖g‖² for any per-pixel gradient g, so the sampler's mean of
+    (∂ℓ_p/∂I_p · tangent_p)² estimates ‖∂ℓ_p/∂θ‖². One extra forward-mode
+    render of the batch; the parameters are restored afterwards.
+    """
+    import drjit as dr
+    import mitsuba as mi
+    import numpy as np
+    if not keys:
+        raise UserError("render_pixels_tangent: no parameter keys given")
+    rng = np.random.default_rng(int(direction_seed))
+    base = {}
+    s = mi.Float(0.0)
+    dr.enable_grad(s)
+    try:
+        for k in keys:
+            if k not in params.keys():
+                raise UserError(f"render_pixels_tangent: {k!r} is not a parameter of the scene")
+            value = params[k]
+            # a private handle: params[k] is the plugin's own storage, which the perturbed
+            # value overwrites in place (restoring that object would be a no-op)
+            base[k] = value = type(value)(value)
+            shape = dr.shape(value)
+            v = rng.standard_normal(int(np.prod(shape))).astype(np.float32) * float((scales or {}).get(k, 1.0))
+            if isinstance(value, mi.TensorXf):
+                direction = mi.TensorXf(v.reshape(shape))
+            elif dr.depth(value) > 1:                       # Vector3f, Point3f, Color3f, ...
+                direction = dr.unravel(type(value), mi.Float(v))
+            else:
+                direction = type(value)(v)
+            params[k] = type(value)(dr.detach(value)) + s * direction
+        params.update()
+        values = render_pixels(scene, params, sensors, batch, spp=spp, seed=seed, integrator=integrator)
+        dr.forward(s, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+        tangent = mi.TensorXf(dr.grad(values))
+        values = mi.TensorXf(dr.detach(values))
+        dr.eval(values, tangent)
+    finally:
+        for k, value in base.items():
+            params[k] = value
+        params.update()
+    return values, tangent

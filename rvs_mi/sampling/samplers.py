@@ -12,8 +12,8 @@ pixel of the chosen view (w = 1/P), ``uniform`` uses q = 1/P, ``adaptive``
     q_p = (1 − β) s_{t(p)} / Σ_{p'} s_{t(p')} + β / P                   (5.2)
 
 with s_t ≈ sqrt(E ‖g_p‖²) estimated per tile t (see :class:`AdaptiveSampler`).
-All per-step work (drawing, weights, statistics) is Dr.Jit; only the rebuild
-of q every K steps reads the tile statistics back to the host.
+Drawing and weighting are Dr.Jit; the per-tile statistics are summed on the
+host in sample order (see ``observe``), and q is rebuilt there every K steps.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from ..errors import UserError
 
 SAMPLERS = ("full", "uniform", "adaptive")
 VIEW_CHOICES = ("uniform", "adaptive")
-STATISTICS = ("residual",)
+STATISTICS = ("residual", "gradient")
 
 
 @dataclass
@@ -141,12 +141,17 @@ class PixelSampler:
         self._count = dr.zeros(mi.Float, size)   # decayed number of observed samples
         self._last_rebuild = -1
 
-    def observe(self, batch: PixelBatch, values, reference) -> None:
+    def observe(self, batch: PixelBatch, values, reference, tangent=None, kind: str = "l2",
+                delta: float = 0.1) -> None:
         """Record per-pixel statistics of a rendered batch.
 
         ``values``/``reference``: (N, C) tensors of the rendered and reference
         pixels. The ``residual`` statistic records ‖I_p − I_ref,p‖² (mean over
-        channels) per sample into its (view, tile) cell. The per-cell sums are
+        channels) per sample into its (view, tile) cell. The ``gradient``
+        statistic needs ``tangent`` = ∂I/∂θ·v for a random direction v of unit
+        variance per parameter (``render_pixels_tangent``) and records
+        (∂ℓ_p/∂I_p · tangent_p)², whose mean over v is ‖∂ℓ_p/∂θ‖² (loss
+        ``kind`` as in ``weighted_loss``). The per-cell sums are
         accumulated on the host in sample order: parallel float atomics
         (``dr.scatter_add``) add in a varying order, and the last-bit
         differences changed later draws, which broke bit-exact resumes. (The
@@ -156,7 +161,14 @@ class PixelSampler:
         import mitsuba as mi
         if batch.tile is None:
             return
-        r2 = np.array(_per_sample_sq_residual(values, reference), dtype=np.float32)
+        if self.statistic == "gradient":
+            if tangent is None:
+                raise UserError("sampler: the 'gradient' statistic needs the tangent image of the batch "
+                                "(rvs_mi.sampling.render_pixels_tangent)")
+            r2 = np.array(_per_sample_sq_projected_gradient(values, reference, tangent, kind, delta),
+                          dtype=np.float32)
+        else:
+            r2 = np.array(_per_sample_sq_residual(values, reference), dtype=np.float32)
         cell = np.array(batch.tile, dtype=np.int64) + batch.view * self.n_tiles
         total = np.array(self._sum, dtype=np.float32)
         count = np.array(self._count, dtype=np.float32)
@@ -250,6 +262,31 @@ class PixelSampler:
     def __repr__(self):
         return (f"{type(self).__name__}[{self.width}x{self.height}, views={self.n_views}, "
                 f"N={self.n_samples}, beta={self.beta}, K={self.rebuild_every}, tile={self.tile}]")
+
+
+def _per_sample_sq_projected_gradient(values, reference, tangent, kind="l2", delta=0.1):
+    """(Σ_c ∂ℓ/∂I_c · t_c)² per sample (detached): ℓ = mean over channels of the loss."""
+    import drjit as dr
+    import mitsuba as mi
+    from .loss import LOSSES
+    if kind not in LOSSES:
+        raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    if tuple(tangent.shape) != tuple(values.shape):
+        raise UserError(f"sampler: tangent {tuple(tangent.shape)} and values {tuple(values.shape)} differ in shape")
+    r = dr.detach(values.array) - dr.detach(reference.array)
+    if kind == "l2":
+        dl = 2.0 * r
+    elif kind == "l1":
+        dl = dr.sign(r)
+    else:
+        dl = dr.clip(r, -delta, delta)
+    n, c = values.shape
+    prod = dl * dr.detach(tangent.array)
+    idx = dr.arange(mi.UInt32, n) * c
+    out = dr.zeros(mi.Float, n)
+    for k in range(c):
+        out += dr.gather(mi.Float, prod, idx + k)
+    return dr.square(out / c)
 
 
 def _per_sample_sq_residual(values, reference):
