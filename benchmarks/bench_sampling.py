@@ -241,7 +241,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
         else:
             batch = sampler.draw(step)
             tangent = None
-            if sampler.statistic == "gradient":      # random projection: one forward-mode pass of the batch
+            if sampler.needs_tangent:      # random projection: one forward-mode pass of the batch
                 _, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, keys, spp=args.spp,
                                                             seed=s + 7, direction_seed=s)
             values = sampling.render_pixels(scene, params, sensors, batch, spp=args.spp, seed=s, fallback=fallback)

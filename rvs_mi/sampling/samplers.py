@@ -133,6 +133,12 @@ class PixelSampler:
         self._init_stats()
 
     # ------------------------------------------------------------------ statistics
+    @property
+    def needs_tangent(self) -> bool:
+        """True when ``observe`` wants the batch's tangent image: the ``gradient`` statistic
+        feeds q (adaptive) or the view choice (``view_choice="adaptive"``)."""
+        return self.statistic == "gradient" and (self.name == "adaptive" or self.view_choice == "adaptive")
+
     def _init_stats(self):
         import drjit as dr
         import mitsuba as mi
@@ -162,6 +168,8 @@ class PixelSampler:
         if batch.tile is None:
             return
         if self.statistic == "gradient":
+            if tangent is None and not self.needs_tangent:
+                return                      # nothing reads the statistic
             if tangent is None:
                 raise UserError("sampler: the 'gradient' statistic needs the tangent image of the batch "
                                 "(rvs_mi.sampling.render_pixels_tangent)")
