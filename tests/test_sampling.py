@@ -414,8 +414,9 @@ def test_gradient_statistic_ignores_error_that_theta_cannot_explain():
         a = np.array(mi.render(scene, spp=64, seed=1))
         b = np.array(mi.render(texture_scene(base_texture(), sphere_rgb=(0.1, 0.9, 0.1)), spp=64, seed=1))
     # pixels wholly on the sphere: its colour shows, and the texture does not move them
-    sphere = (np.abs(a - b).max(axis=2) > 0.05) & (np.abs(np.array(t_full)).max(axis=1) == 0).reshape(H, W)
-    assert 0.05 < sphere.mean() < 0.4
+    t_abs = np.abs(np.array(t_full)).max(axis=1)
+    sphere = (np.abs(a - b).max(axis=2) > 0.05) & (t_abs < 1e-4 * t_abs.max()).reshape(H, W)
+    assert 0.03 < sphere.mean() < 0.4
     beta = 0.2
     mass = {}
     for statistic in ("residual", "gradient"):
@@ -439,7 +440,10 @@ def test_gradient_statistic_ignores_error_that_theta_cannot_explain():
 
 
 def test_render_pixels_tangent_is_the_directional_derivative():
-    """tangent = ∂I/∂s for θ = θ0 + s·v, checked against central differences of the pixels."""
+    """tangent = ∂I/∂s for θ = θ0 + s·v (v ~ N(0, 1) seeded by direction_seed). The texture
+    enters this image linearly (direct light, nearest lookups), so I(θ0 + 0.3 v) − I(θ0) must be
+    0.3·tangent with the same seed; and the sign and size agree with forward-mode AD of a full
+    render."""
     scene = texture_scene(base_texture())
     params = mi.traverse(scene)
     params.keep([KEY])
@@ -449,19 +453,32 @@ def test_render_pixels_tangent_is_the_directional_derivative():
     values, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, [KEY], spp=16, seed=3,
                                                      direction_seed=9)
     assert np.array_equal(np.array(params[KEY]), np.array(base))           # restored
-    v = np.random.default_rng(9).standard_normal(int(np.prod(dr.shape(base)))).astype(np.float32)
-    eps = 1e-2
-    out = []
-    for sign in (1, -1):
-        params[KEY] = base + sign * eps * mi.TensorXf(v.reshape(dr.shape(base)))
+    v = mi.TensorXf(np.random.default_rng(9).standard_normal(int(np.prod(dr.shape(base))))
+                    .astype(np.float32).reshape(dr.shape(base)))
+    with dr.suspend_grad():
+        i0 = np.array(sampling.render_pixels(scene, params, sensors, batch, spp=16, seed=3))
+        params[KEY] = base + 0.3 * v
         params.update()
-        with dr.suspend_grad():     # the derivative pass of render_pixels(seed=3) uses seed_grad = 4
-            out.append(np.array(sampling.render_pixels(scene, params, sensors, batch, spp=16, seed=4)))
+        i1 = np.array(sampling.render_pixels(scene, params, sensors, batch, spp=16, seed=3))
     params[KEY] = base
     params.update()
-    fd = (out[0] - out[1]) / (2 * eps)
-    assert compare_gradients(np.array(tangent), fd)["relative_error"] < 0.01
-    assert np.abs(fd).max() > 0.05
+    t = np.array(tangent)
+    assert np.abs(t).max() > 0.05
+    assert np.allclose(i1 - i0, 0.3 * t, atol=1e-3 * np.abs(0.3 * t).max()), np.abs(i1 - i0 - 0.3 * t).max()
+    assert np.allclose(np.array(values), i0, atol=1e-5)
+    # forward-mode AD of the full image at those pixels (other samples: noise, 256 spp)
+    s = mi.Float(0.0)
+    dr.enable_grad(s)
+    params[KEY] = base + s * v
+    params.update()
+    img = mi.render(scene, params, spp=256, seed=5, seed_grad=6)
+    dr.forward(s)
+    ad = np.array(sampling.gather_pixels(dr.grad(img), mi.UInt32(batch.pixel_index)))
+    params[KEY] = base
+    params.update()
+    _, t256 = sampling.render_pixels_tangent(scene, params, sensors, batch, [KEY], spp=256, seed=3,
+                                             direction_seed=9)
+    assert compare_gradients(np.array(t256), ad)["relative_error"] < 0.15
     # an optimizer's variable stays connected (the restore once left the perturbed copy in place)
     opt = mi.ad.Adam(lr=0.01, params={KEY: params[KEY]})
     params.update(opt)

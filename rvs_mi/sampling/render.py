@@ -156,16 +156,23 @@ def gather_pixels(image, pixel_index):
 
 
 def render_pixels_tangent(scene, params, sensors, batch, keys, spp: int = 4, seed: int = 0,
-                          direction_seed: int = 0, scales=None, integrator=None):
-    """Forward-mode derivative of the batch's pixels along a random parameter direction.
+                          direction_seed: int = 0, scales=None, integrator=None, eps=None):
+    """Derivative of the batch's pixels along a random parameter direction.
 
     For the ``gradient`` statistic of the adaptive sampler (DESIGN §5, random
     projection): θ = θ0 + s·v with v ~ N(0, 1) per component of each key in
     ``keys`` (times ``scales[key]`` if given), seeded by ``direction_seed``;
-    returns (values, tangent), both (N, C) and detached, tangent = ∂I/∂s.
+    returns (values, tangent), both (N, C) and detached, tangent ≈ ∂I/∂s.
     E_v[(g·v)²] = ‖g‖² for any per-pixel gradient g, so the sampler's mean of
-    (∂ℓ_p/∂I_p · tangent_p)² estimates ‖∂ℓ_p/∂θ‖². One extra forward-mode
-    render of the batch; the parameters are restored afterwards.
+    (∂ℓ_p/∂I_p · tangent_p)² estimates ‖∂ℓ_p/∂θ‖².
+
+    The tangent is a central difference, (I(θ0 + εv) − I(θ0 − εv)) / 2ε, of
+    two primal renders of the batch with the same seed (ε = 1e-3·max(1, RMS θ)
+    unless given). Forward-mode AD through ``mi.render``'s flat sensor would
+    do the same in one pass, but with other AD graphs alive (an optimizer's
+    variables) Mitsuba's ``prb`` aborted it ("tried to forward-propagate
+    derivatives across edge … outside of the current dr.isolate_grad()
+    scope"). The parameters are restored afterwards.
     """
     import drjit as dr
     import mitsuba as mi
@@ -173,32 +180,39 @@ def render_pixels_tangent(scene, params, sensors, batch, keys, spp: int = 4, see
     if not keys:
         raise UserError("render_pixels_tangent: no parameter keys given")
     rng = np.random.default_rng(int(direction_seed))
-    base = {}
-    s = mi.Float(0.0)
-    dr.enable_grad(s)
+    base, direction = {}, {}
+    sq, count = 0.0, 0
+    for k in keys:
+        if k not in params.keys():
+            raise UserError(f"render_pixels_tangent: {k!r} is not a parameter of the scene")
+        # a private handle: params[k] is the plugin's own storage, which the perturbed
+        # value overwrites in place (restoring that object would be a no-op)
+        value = type(params[k])(params[k])
+        base[k] = value
+        shape = dr.shape(value)
+        v = rng.standard_normal(int(np.prod(shape))).astype(np.float32) * float((scales or {}).get(k, 1.0))
+        if isinstance(value, mi.TensorXf):
+            direction[k] = mi.TensorXf(v.reshape(shape))
+        elif dr.depth(value) > 1:                       # Vector3f, Point3f, Color3f, ...
+            direction[k] = dr.unravel(type(value), mi.Float(v))
+        else:
+            direction[k] = type(value)(v)
+        a = np.array(dr.detach(value), dtype=np.float64).ravel()
+        sq, count = sq + float(np.sum(a * a)), count + a.size
+    if eps is None:
+        eps = 1e-3 * max(1.0, float(np.sqrt(sq / max(count, 1))))
+    out = []
     try:
-        for k in keys:
-            if k not in params.keys():
-                raise UserError(f"render_pixels_tangent: {k!r} is not a parameter of the scene")
-            value = params[k]
-            # a private handle: params[k] is the plugin's own storage, which the perturbed
-            # value overwrites in place (restoring that object would be a no-op)
-            base[k] = value = type(value)(value)
-            shape = dr.shape(value)
-            v = rng.standard_normal(int(np.prod(shape))).astype(np.float32) * float((scales or {}).get(k, 1.0))
-            if isinstance(value, mi.TensorXf):
-                direction = mi.TensorXf(v.reshape(shape))
-            elif dr.depth(value) > 1:                       # Vector3f, Point3f, Color3f, ...
-                direction = dr.unravel(type(value), mi.Float(v))
-            else:
-                direction = type(value)(v)
-            params[k] = type(value)(dr.detach(value)) + s * direction
-        params.update()
-        values = render_pixels(scene, params, sensors, batch, spp=spp, seed=seed, integrator=integrator)
-        dr.forward(s, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
-        tangent = mi.TensorXf(dr.grad(values))
-        values = mi.TensorXf(dr.detach(values))
-        dr.eval(values, tangent)
+        with dr.suspend_grad():
+            for sign in (1.0, -1.0):
+                for k in keys:
+                    params[k] = type(base[k])(dr.detach(base[k])) + (sign * eps) * direction[k]
+                params.update()
+                out.append(render_pixels(scene, params, sensors, batch, spp=spp, seed=seed,
+                                         integrator=integrator))
+            tangent = mi.TensorXf((out[0].array - out[1].array) * (0.5 / eps), out[0].shape)
+            values = mi.TensorXf(0.5 * (out[0].array + out[1].array), out[0].shape)
+            dr.eval(values, tangent)
     finally:
         for k, value in base.items():
             params[k] = value
