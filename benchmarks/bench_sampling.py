@@ -241,7 +241,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
         else:
             batch = sampler.draw(step)
             tangent = None
-            if sampler.needs_tangent:      # random projection: one forward-mode pass of the batch
+            if sampler.needs_tangent:      # random projection: two more primal renders of the batch
                 _, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, keys, spp=args.spp,
                                                             seed=s + 7, direction_seed=s)
             values = sampling.render_pixels(scene, params, sensors, batch, spp=args.spp, seed=s, fallback=fallback)
@@ -250,7 +250,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
             sampler.observe(batch, values, ref, tangent=tangent, kind=args.loss)
             n = P if fallback == "full" else batch.size          # what was actually rendered
             if tangent is not None:
-                n *= 2
+                n *= 3                          # the loss render and the tangent's two
         dr.backward(loss)
         opt.step()
         for k, (lo, hi) in prob["clamp"].items():
@@ -314,7 +314,7 @@ def main(argv=None):
     ap.add_argument("--rebuild-every", type=int, default=10)
     ap.add_argument("--tile", type=int, default=8)
     ap.add_argument("--statistic", choices=["residual", "gradient"], default="residual",
-                    help="statistic of the adaptive sampler (gradient: one more forward-mode pass per step)")
+                    help="statistic of the adaptive sampler (gradient: two more primal renders of the batch per step)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=["full", "uniform", "adaptive"])
     ap.add_argument("--out", default="out/bench_sampling")

@@ -161,7 +161,7 @@ def test_eikonal_needs_a_neural_sdf_and_every_example_config_validates(tmp_path)
 
 
 def test_adaptive_sampler_with_the_gradient_statistic_fits(tmp_path):
-    """The optimization loop drives the random-projection statistic (one forward-mode pass of
+    """The optimization loop drives the random-projection statistic (two more primal renders of
     each batch) and still fits the texture from sparse pixels."""
     overrides = ["optimize.steps=24", "references.res=24", "scene.defines={ res = \"24\" }",
                  "output.checkpoint_every=0", "output.eval_spp=16", "sampler.name=\"adaptive\"",

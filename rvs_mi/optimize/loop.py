@@ -369,7 +369,7 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
             from .. import sampling
             batch = sampler.draw(step)
             tangent = None
-            if sampler.needs_tangent:     # one forward-mode pass of the batch (random projection)
+            if sampler.needs_tangent:     # random projection: two more primal renders of the batch
                 _, tangent = sampling.render_pixels_tangent(problem.scene, problem.params, problem.train.sensors,
                                                             batch, problem.keys, spp=spp, seed=step_seed + 7,
                                                             direction_seed=step_seed)

@@ -26,6 +26,18 @@ class Trace:
     f: object = None      # f(x_i), n per lane (the warp's free-space fade uses min_i f)
 
 
+def trace_step(t, tx, ty, f, g, dx, t0, t1, dt0, dt1):
+    """One sphere-tracing step t + f, clamped to [t0, t1], with its u-derivatives
+    ∂t + ∇f·∂x (``dx``: ∂_a x of the current point; ``dt0``/``dt1``: those of the ends)."""
+    import drjit as dr
+    tn, txn, tyn = t + f, tx + dr.dot(g, dx[0]), ty + dr.dot(g, dx[1])
+    over, under = tn >= t1, tn <= t0
+    tn = dr.select(over, t1, dr.select(under, t0, tn))
+    txn = dr.select(over, dt1[0], dr.select(under, dt0[0], txn))
+    tyn = dr.select(over, dt1[1], dr.select(under, dt0[1], tyn))
+    return tn, txn, tyn
+
+
 def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d: float,
                  epsilon: float, hit_eps: float, record: bool = True) -> Trace:
     """Trace all lanes for ``n_steps`` points (detached).
@@ -58,13 +70,8 @@ def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d:
             dr.scatter(buf_y, ty, slot)
             dr.scatter(buf_s, dr.abs(f) + lambda_d * dr.abs(dr.dot(g, d)) + epsilon, slot)
             dr.scatter(buf_f, f, slot)
-        gx = dr.dot(g, dox + tx * d + t * ddx)
-        gy = dr.dot(g, doy + ty * d + t * ddy)
-        tn, txn, tyn = t + f, tx + gx, ty + gy
-        over, under = tn >= t1, tn <= t0
-        tn = dr.select(over, t1, dr.select(under, t0, tn))
-        txn = dr.select(over, a1x, dr.select(under, a0x, txn))
-        tyn = dr.select(over, a1y, dr.select(under, a0y, tyn))
+        dx = [dox + tx * d + t * ddx, doy + ty * d + t * ddy]
+        tn, txn, tyn = trace_step(t, tx, ty, f, g, dx, t0, t1, (a0x, a0y), (a1x, a1y))
         return i + 1, tn, txn, tyn, f, t
 
     def cond(i, t, tx, ty, f_last, t_prev):

@@ -51,6 +51,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .trace import trace_step
+
 W0 = 1e-4
 C_REL = 1e-3
 
@@ -151,13 +153,18 @@ def compute_warp(source, proj, trace, o, d, do, dd, gamma, lambda_d, top_k) -> W
             A[a] = A[a] + wb * P[a]
             B[a] = B[a] + dwb[a]
         C = C + dwb[0] * P[0] + dwb[1] * P[1] + wb * divP
+    V, div = _faded_warp(A, B, C, W, *fade(source, trace, o_, d_, do_, dd_))
+    return Warp(V=V, div=div, weight_sum=W, kept=len(sel))
+
+
+def _faded_warp(A, B, C, W, phi, dphi):
+    """V = A/W and div V = (C − V·B)/W (Eq. 13 and its u-divergence), times the free-space
+    fade: V·φ(u), div·φ + ∇φ·V (see ``fade``)."""
+    import mitsuba as mi
     V = mi.Vector2f(A[0] / W, A[1] / W)
     div = (C - V.x * B[0] - V.y * B[1]) / W
-    # Free-space fade: V·φ(u), div·φ + ∇φ·V (see ``fade``).
-    phi, dphi = fade(source, trace, o_, d_, do_, dd_)
     div = phi * div + dphi[0] * V.x + dphi[1] * V.y
-    V = mi.Vector2f(phi * V.x, phi * V.y)
-    return Warp(V=V, div=div, weight_sum=W, kept=len(sel))
+    return mi.Vector2f(phi * V.x, phi * V.y), div
 
 
 def fade(source, trace, o, d, do, dd):
@@ -187,19 +194,27 @@ def fade(source, trace, o, d, do, dd):
             smaller = fi < f_min
             f_min = dr.select(smaller, fi, f_min)
             i_min = dr.select(smaller, i, i_min)
-        a, b = source.fade_range()
-        x = dr.clip((f_min - a) / (b - a), 0.0, 1.0)
-        # an empty segment (the ray misses the bound): no warp
-        x = dr.select(dr.gather(mi.Float, trace.t, base + (n - 1)) > dr.gather(mi.Float, trace.t, base), x, 1.0)
-        phi = 1.0 - x * x * (3.0 - 2.0 * x)
-        dphi_df = -6.0 * x * (1.0 - x) / (b - a)
         slot = base + i_min
         t = dr.gather(mi.Float, trace.t, slot)
         dt = [dr.gather(mi.Float, trace.dtx, slot), dr.gather(mi.Float, trace.dty, slot)]
         _, g = source.eval(o + t * d, 1)
         g = dr.detach(g)
-        dphi = [dphi_df * dr.dot(g, do[k] + dt[k] * d + t * dd[k]) for k in range(2)]
-    return phi, dphi
+        df_min = [dr.dot(g, do[k] + dt[k] * d + t * dd[k]) for k in range(2)]
+        nonempty = dr.gather(mi.Float, trace.t, base + (n - 1)) > dr.gather(mi.Float, trace.t, base)
+    return _fade_of(source, f_min, df_min, nonempty)
+
+
+def _fade_of(source, f_min, df_min, nonempty):
+    """φ = 1 − smoothstep((f_min − a)/(b − a)) and ∇_u φ from ∇_u f_min; φ = 0 where the
+    traced segment is empty (the ray misses the bound)."""
+    import drjit as dr
+    with dr.suspend_grad():
+        a, b = source.fade_range()
+        x = dr.clip((f_min - a) / (b - a), 0.0, 1.0)
+        x = dr.select(nonempty, x, 1.0)
+        phi = 1.0 - x * x * (3.0 - 2.0 * x)
+        dphi_df = -6.0 * x * (1.0 - x) / (b - a)
+        return phi, [dphi_df * df_min[0], dphi_df * df_min[1]]
 
 
 def _point_weight(f, g, H, S, d, dx, dd, t_prev, t_next, dt_prev, dt_next, gamma, lambda_d):
@@ -289,12 +304,7 @@ def traced_warp(source, proj, o, d, do, dd, t0, t1, dt0, dt1, n_steps, gamma, la
             f, g, H = dr.detach(f), dr.detach(g), dr.detach(H)
             gd = dr.dot(g, d_)
             # the next point (Eq. 13 needs t_{i+1}; the last point's is its own)
-            tn = t + f
-            txn, tyn = tx + dr.dot(g, dx[0]), ty + dr.dot(g, dx[1])
-            over, under = tn >= t1, tn <= t0
-            tn = dr.select(over, t1, dr.select(under, t0, tn))
-            txn = dr.select(over, dt1[0], dr.select(under, dt0[0], txn))
-            tyn = dr.select(over, dt1[1], dr.select(under, dt0[1], tyn))
+            tn, txn, tyn = trace_step(t, tx, ty, f, g, dx, t0, t1, dt0, dt1)
             last = i + 1 == n
             te, tex, tey = dr.select(last, t, tn), dr.select(last, tx, txn), dr.select(last, ty, tyn)
             S = dr.abs(f) + lambda_d * dr.abs(gd) + epsilon          # Eq. 11 (+ε)
@@ -323,14 +333,5 @@ def traced_warp(source, proj, o, d, do, dd, t0, t1, dt0, dt1, n_steps, gamma, la
         state, cond, body, label="sdf_trace_warp", max_iterations=-1)
     with dr.suspend_grad():
         hit = (dr.abs(f_last) < hit_eps) & (t_last < t1 - hit_eps) & (t1 > t0)
-        a, b = source.fade_range()
-        s = dr.clip((fmin - a) / (b - a), 0.0, 1.0)
-        s = dr.select(t_last > t0, s, 1.0)              # an empty segment: no warp
-        phi = 1.0 - s * s * (3.0 - 2.0 * s)
-        dphi_df = -6.0 * s * (1.0 - s) / (b - a)
-        dphi = [dphi_df * fmx, dphi_df * fmy]
-    V = mi.Vector2f(A0 / W, A1 / W)
-    div = (C - V.x * B0 - V.y * B1) / W
-    div = phi * div + dphi[0] * V.x + dphi[1] * V.y
-    V = mi.Vector2f(phi * V.x, phi * V.y)
+    V, div = _faded_warp((A0, A1), (B0, B1), C, W, *_fade_of(source, fmin, (fmx, fmy), t_last > t0))
     return t_last, f_last, hit, Warp(V=V, div=div, weight_sum=W, kept=0)
