@@ -114,7 +114,7 @@ def active_fraction(res, max_steps, top_k) -> dict:
     from rvs_mi.sdf.render import HIT_EPS
     from rvs_mi.sdf.trace import sphere_trace
     with tempfile.TemporaryDirectory() as tmp:
-        from rvs_mi.sdf.noise import write_noise_albedo
+        from rvs_mi.figures.noise import write_noise_albedo
         alb = write_noise_albedo(os.path.join(tmp, "a.vol"))
         scene = build_scene("torus", "sdf_reparam", top_k, res, max_steps, alb)
     integ = scene.integrator()
@@ -159,7 +159,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         import rvs_mi
         rvs_mi.init("llvm_ad_rgb")
-        from rvs_mi.sdf.noise import write_noise_albedo
+        from rvs_mi.figures.noise import write_noise_albedo
         alb = write_noise_albedo(os.path.join(tmp, "albedo.vol"))
         # the cheap configurations of every scene first: top_k = 0 compiles a kernel
         # with max_steps warp slots, which takes minutes on a small CPU

@@ -1,4 +1,4 @@
-"""Paper 001, Tab. 1–2 in spirit: one volume reconstruction, three estimators.
+"""Morozov et al. 2024, Tab. 1–2 in spirit: one volume reconstruction, three estimators.
 
 The volume example (``scenes/configs/volume_rvs.toml``: density + RGB radiance
 grids, 16³ → 32³, fitted to 16 views of ``scenes/blocks.xml`` rendered by

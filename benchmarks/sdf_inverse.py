@@ -137,7 +137,7 @@ def main():
     import mitsuba as mi
     import rvs_mi
     rvs_mi.init("llvm_ad_rgb")
-    from rvs_mi.sdf.noise import write_noise_albedo
+    from rvs_mi.figures.noise import write_noise_albedo
     os.makedirs(args.output, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:

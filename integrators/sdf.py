@@ -1,6 +1,6 @@
 """``sdf_reparam`` and ``sdf_naive``: SDF rendering with (and without) the boundary warp.
 
-Paper 002 (Bangaru et al. 2022), DESIGN §4. The SDF lives in the integrator
+Bangaru et al. 2022. The SDF lives in the integrator
 (Python cannot add traceable shapes); meshes of the scene render too and the
 nearer hit wins. The pixel integral is the box filter over each pixel,
 whatever the film's rfilter says. Math: ``rvs_mi.sdf``.

@@ -1,6 +1,6 @@
 """Emission–absorption volume integrators: ``rvs``, ``rvs_hier`` and the ``volquad`` baseline.
 
-Papers 001 (Eq. 1–12) and 000 (hierarchical variant); DESIGN.md §3. The math
+Morozov et al. 2024 (Eq. 1–12 and the hierarchical variant). The math
 lives in :mod:`rvs_mi.volume` (flat arrays, rays × knots); these classes only
 wire it to Mitsuba: the ray's interval through the density grid's box
 (clipped by the first scene surface), the two ``volume`` children and the
@@ -128,7 +128,7 @@ class VolumeIntegrator(ADIntegrator):
 
 
 class RVSIntegrator(VolumeIntegrator):
-    """Reparameterized volume sampling (paper 001, Eq. 8).
+    """Reparameterized volume sampling (Morozov et al. 2024, Eq. 8).
 
     Density at ``knots`` points per ray → linear spline → ``samples`` positions
     by the differentiable inverse CDF (stratified if ``stratified``) →
@@ -162,7 +162,7 @@ class RVSIntegrator(VolumeIntegrator):
 
 
 class RVSHierIntegrator(VolumeIntegrator):
-    """Hierarchical RVS (paper 000): coarse spline → fine positions → quadrature.
+    """Hierarchical RVS (Morozov et al. 2024, hierarchical variant): coarse spline → fine positions → quadrature.
 
     The density at ``coarse_knots`` points per ray (from the optional
     ``<volume name="coarse_density">`` child, else from ``density``) gives the

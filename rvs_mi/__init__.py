@@ -5,6 +5,16 @@
 Dr.Jit backend is usable and registers the integrator plugins of
 ``rvs_mi.integrators`` (``rvs``, ``rvs_hier``, ``volquad``, ``sdf_reparam``,
 ``sdf_naive``, ...).
+
+Subpackages load on first attribute access, so ``import rvs_mi`` stays cheap::
+
+    rvs_mi.scene      load_scene, parse_defines
+    rvs_mi.validate   fd_check, compare_gradients
+    rvs_mi.volume     load_volume_scene, attach_neural_fields, Spline, ...
+    rvs_mi.sdf        AnalyticSDF, GridSDF, attach_neural_sdf, redistance, ...
+    rvs_mi.sampling   make_sampler, render_pixels, weighted_loss, ...
+    rvs_mi.optimize   load_config, run_optimization, load_dataset, ...
+    rvs_mi.scenes     path(name) of a shipped scene
 """
 from __future__ import annotations
 
@@ -16,6 +26,20 @@ from .errors import UserError
 
 __version__ = "0.1.0"
 __all__ = ["init", "UserError", "MIN_LLVM_MAJOR", "registered_plugins"]
+
+#: Subpackages and modules reachable as attributes of ``rvs_mi`` (imported on first use).
+SUBMODULES = ("scene", "validate", "volume", "sdf", "sampling", "optimize", "scenes",
+              "integrators", "imageio", "commands", "figures")
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(SUBMODULES))
 
 #: Dr.Jit 1.5 emits ``llvm.minimum``; x86 code generation supports it from LLVM 18.
 MIN_LLVM_MAJOR = 18

@@ -50,13 +50,12 @@ def luminance(array: np.ndarray) -> np.ndarray:
 
 def write_signed_strip(path: str, panels: dict[str, np.ndarray], title: str = "") -> None:
     """A row of signed images (e.g. AD | FD | difference) with one symmetric colour map."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     lums = {name: luminance(img) for name, img in panels.items()}
     vmax = max(float(np.max(np.abs(v))) for v in lums.values()) or 1.0
-    fig, axes = plt.subplots(1, len(lums), figsize=(3.2 * len(lums) + 0.8, 3.4))
+    fig = Figure(figsize=(3.2 * len(lums) + 0.8, 3.4))
+    axes = fig.subplots(1, len(lums))
     for ax, (name, img) in zip(np.atleast_1d(axes), lums.items()):
         im = ax.imshow(img, cmap="coolwarm", vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_title(name)
@@ -65,4 +64,3 @@ def write_signed_strip(path: str, panels: dict[str, np.ndarray], title: str = ""
     if title:
         fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=100)
-    plt.close(fig)

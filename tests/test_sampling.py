@@ -1,4 +1,4 @@
-"""Pixel samplers and sparse-pixel rendering (issue 6, DESIGN §5)."""
+"""Pixel samplers and sparse-pixel rendering (issue 6)."""
 import json
 
 import drjit as dr

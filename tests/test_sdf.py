@@ -1,4 +1,4 @@
-"""SDF integrators (paper 002): analytic boundary gradient, finite differences, bad input.
+"""SDF integrators (Bangaru et al. 2022): analytic boundary gradient, finite differences, bad input.
 
 Finite differences use a stratified sampler with many samples and a small
 step: with the same seed on both sides, the FD image of a moving silhouette
@@ -26,7 +26,7 @@ TOL = 0.10             # relative error of the gradient image vs central FD
 def volumes(tmp_path_factory):
     """A 3-D noise albedo and a constant white one (for coverage images)."""
     import mitsuba as mi
-    from rvs_mi.sdf.noise import write_noise_albedo
+    from rvs_mi.figures.noise import write_noise_albedo
     folder = tmp_path_factory.mktemp("sdf")
     noise = write_noise_albedo(str(folder / "noise.vol"), res=16, seed=0)
     white = str(folder / "white.vol")

@@ -1,4 +1,4 @@
-"""The SDF boundary warp V (paper 002 Eq. 3-4, 13-14; DESIGN §4) in pixel space.
+"""The SDF boundary warp V (Bangaru et al. 2022, Eq. 3-4, 13-14) in pixel space.
 
 The reparameterized estimator is exact only if V is continuous over each pixel
 (divergence theorem) and the divergence it uses is the u-divergence of that V.

@@ -1,4 +1,4 @@
-"""1-D estimator study (paper 001, Sec. 5.1, Fig. 2): unbiasedness, variance claims, toy fit, CLI."""
+"""1-D estimator study (Morozov et al. 2024, Sec. 5.1, Fig. 2): unbiasedness, variance claims, toy fit, CLI."""
 import csv
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rvs_mi import cli
-from rvs_mi.volume import study1d as S
+from rvs_mi.figures import study1d as S
 
 R = 1024          # runs per (field, estimator, m); the uniform-t estimators on `wall` hit the
 #                   wall a handful of times at R = 256, too few for a 4-sigma mean test

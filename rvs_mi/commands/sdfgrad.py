@@ -1,8 +1,8 @@
-"""rvs-mi sdfgrad: gradient images like paper 002's Fig. 6 (naive | ours | FD) for an SDF."""
+"""rvs-mi sdfgrad: gradient images like Fig. 6 of Bangaru et al. 2022 (naive | ours | FD) for an SDF."""
 from __future__ import annotations
 
 NAME = "sdfgrad"
-HELP = "write SDF gradient images: sdf_naive | sdf_reparam | finite differences (paper 002 Fig. 6)"
+HELP = "write SDF gradient images: sdf_naive | sdf_reparam | finite differences (Bangaru et al. 2022, Fig. 6)"
 
 
 def add_arguments(parser) -> None:
@@ -52,7 +52,7 @@ def run(args) -> int:
 
     path = args.scene or scenes.path("sdf_torus.xml")
     if args.scene is None and "albedo_file" not in defines:
-        from ..sdf.noise import write_noise_albedo
+        from ..figures.noise import write_noise_albedo
         defines["albedo_file"] = write_noise_albedo(os.path.join(args.output, "albedo.vol"))
     defines = {"res": str(args.res), "sampler": "stratified", **defines}
 

@@ -1,8 +1,8 @@
-"""rvs-mi study1d: the single-ray estimator study of paper 001 (Sec. 5.1, Fig. 2)."""
+"""rvs-mi study1d: the single-ray estimator study of Morozov et al. 2024 (Sec. 5.1, Fig. 2)."""
 from __future__ import annotations
 
 NAME = "study1d"
-HELP = "single-ray colour-estimator variance study (paper 001, Sec. 5.1, Fig. 2) and a toy fit"
+HELP = "single-ray colour-estimator variance study (Morozov et al. 2024, Sec. 5.1, Fig. 2) and a toy fit"
 
 BASELINE_M = 128
 MAX_SAMPLES_LIMIT = 65536
@@ -58,7 +58,7 @@ def run(args) -> int:
 
     _check(args)
     init(args.variant)
-    from ..volume import study1d as S
+    from ..figures import study1d as S
 
     os.makedirs(args.output, exist_ok=True)
     counts = S.sample_counts(args.max_samples)
@@ -136,7 +136,7 @@ def format_table(S, table, baseline_m, runs) -> str:
 def write_readme(S, path, summary, table_text) -> None:
     d = summary["definitions"]
     lines = ["# rvs-mi study1d", "",
-             "Single-ray colour-estimator study (paper 001, Sec. 5.1, Fig. 2).", "",
+             "Single-ray colour-estimator study (Morozov et al. 2024, Sec. 5.1, Fig. 2).", "",
              f"Run: `rvs-mi study1d --runs {summary['args']['runs']} --max-samples "
              f"{summary['args']['max_samples']} --seed {summary['args']['seed']} "
              f"--toy-steps {summary['args']['toy_steps']}`", "",
@@ -171,15 +171,14 @@ _STYLE = {"uniform": ("tab:red", "--", "uniform t (MC)"),
 
 
 def plot_study(S, rows, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     import numpy as np
 
     import drjit as dr
     import mitsuba as mi
 
-    fig, axes = plt.subplots(2, len(S.FIELDS), figsize=(4.2 * len(S.FIELDS), 7), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(S.FIELDS), 7))
+    axes = fig.subplots(2, len(S.FIELDS), squeeze=False)
     t = np.linspace(0, 1, 2049)
     for j, field in enumerate(S.FIELDS):
         spline = S.ray_spline(S.field_sigma(field), 1)
@@ -208,16 +207,14 @@ def plot_study(S, rows, path) -> None:
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_toy(S, toy, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     import numpy as np
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    (a, b) = fig.subplots(1, 2)
     steps = np.arange(1, len(toy["losses"]) + 1)
     a.semilogy(steps, toy["losses"], color="tab:gray", lw=0.8, label="stochastic loss (8-sample stratified RVS)")
     a.semilogy(toy["exact_steps"], toy["exact_losses"], color="tab:green", marker="o", ms=3,
@@ -235,4 +232,3 @@ def plot_toy(S, toy, path) -> None:
     b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

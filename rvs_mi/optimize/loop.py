@@ -1,4 +1,4 @@
-"""The inverse-rendering loop behind ``rvs-mi optimize`` (DESIGN.md §6).
+"""The inverse-rendering loop behind ``rvs-mi optimize``.
 
 One step: choose a view (and pixels, with a sparse pixel sampler), render with
 the scene's integrator, image loss + regularizers, ``dr.backward``, Adam step,
@@ -450,22 +450,21 @@ def _write_metrics(path: str, rows) -> None:
 
 
 def _plot(out_dir, rows, references, initial, result, summary) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     steps = [int(r["step"]) for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    axes = fig.subplots(1, 2)
     axes[0].semilogy(steps, [float(r["loss"]) for r in rows])
     axes[0].set_xlabel("step"), axes[0].set_ylabel("loss")
     axes[1].plot(steps, [float(r["train_psnr"]) for r in rows])
     axes[1].set_xlabel("step"), axes[1].set_ylabel("training PSNR (dB)")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
-    plt.close(fig)
 
     n = min(3, len(references))
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n), squeeze=False)
+    fig = Figure(figsize=(7.5, 2.6 * n))
+    axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         for j, (title, img) in enumerate((("reference", references[i]), ("initial", initial[i]),
                                           ("result", result[i]))):
@@ -477,4 +476,3 @@ def _plot(out_dir, rows, references, initial, result, summary) -> None:
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "comparison.png"), dpi=100)
-    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Image-space adaptive pixel sampling and sparse-pixel rendering (DESIGN.md §5).
+"""Image-space adaptive pixel sampling and sparse-pixel rendering.
 
 Each optimization step renders a small, well-chosen set of pixels of one view
 and weights their losses so that the gradient stays unbiased::

@@ -1,6 +1,6 @@
 """Sparse-pixel rendering through ``mi.render`` with Mitsuba's flat sensor.
 
-``mi.ad.RayDataLoader``'s ``flat_sensor`` (DESIGN §5) has a film of one row of
+``mi.ad.RayDataLoader``'s ``flat_sensor`` has a film of one row of
 N pixels; before a render its ``pixel_idx`` holds N flat source indices
 (view·P + y·W + x), and each of its primary rays is the source sensor's ray
 through a jittered point of that pixel.  Rendering it with ``mi.render`` runs
@@ -71,8 +71,8 @@ def _check_sensors(sensors, batch):
         if film.sample_border():
             raise UserError(f"render_pixels: sensor {i} has sample_border enabled (not supported)")
         rf = film.rfilter()
-        if "box" not in type(rf).__name__.lower() and not str(rf).lower().startswith("box"):
-            raise UserError(f"render_pixels: sensor {i}'s film uses the pixel filter {str(rf).split('[')[0]}; "
+        if rf.class_name() != "BoxFilter":
+            raise UserError(f"render_pixels: sensor {i}'s film uses the pixel filter {rf.class_name()}; "
                             "sparse rendering needs <rfilter type=\"box\"/> (a wider filter mixes neighbouring pixels)")
     return list(sensors)
 
@@ -159,7 +159,7 @@ def render_pixels_tangent(scene, params, sensors, batch, keys, spp: int = 4, see
                           direction_seed: int = 0, scales=None, integrator=None, eps=None):
     """Derivative of the batch's pixels along a random parameter direction.
 
-    For the ``gradient`` statistic of the adaptive sampler (DESIGN §5, random
+    For the ``gradient`` statistic of the adaptive sampler (random
     projection): θ = θ0 + s·v with v ~ N(0, 1) per component of each key in
     ``keys`` (times ``scales[key]`` if given), seeded by ``direction_seed``;
     returns (values, tangent), both (N, C) and detached, tangent ≈ ∂I/∂s.

@@ -1,6 +1,6 @@
 """Pixel samplers: which pixels (and which view) one optimization step renders.
 
-DESIGN.md §5. A step draws N pixel samples p_1..p_N with replacement from a
+Yan et al. 2025 (image-space adaptive sampling). A step draws N pixel samples p_1..p_N with replacement from a
 distribution q over the P pixels of one view v (drawn with probability r_v),
 and estimates the mean per-pixel loss over all views and pixels by
 
@@ -363,7 +363,7 @@ class AdaptiveSampler(UniformSampler):
 
     Statistic ``residual``: s_t = sqrt(E[‖I_p − I_ref,p‖²]) over the tile's
     observed samples (decayed by ``decay`` at each rebuild).  With the L2 loss
-    ‖∂ℓ/∂I_p‖ = 2‖I_p − I_ref,p‖, so s_t estimates sqrt(E‖g_p‖²) of DESIGN §5
+    ‖∂ℓ/∂I_p‖ = 2‖I_p − I_ref,p‖, so s_t estimates sqrt(E‖g_p‖²), the optimal sampling density,
     up to the image Jacobian ∂I_p/∂θ, which it takes as equal across pixels;
     the expectation over noisy renders includes both ingredients, the mean
     error (contribution to the gradient) and the render noise (its variance).

@@ -1,1 +1,14 @@
-"""rvs_mi.sdf"""
+"""Signed distance fields: sources, sphere tracing, the boundary warp, image formation.
+
+- :mod:`.sources`: analytic (sphere, torus, box) and tricubic B-spline grid SDFs.
+- :mod:`.trace`: fixed-step sphere tracing and shadow visibility.
+- :mod:`.warp`: the warp field V and its divergence from the tracer points.
+- :mod:`.render`: per-pixel estimator (interior samples and pixel-edge flux) and shading.
+- :mod:`.neural`: an MLP SDF on a positional encoding, with the eikonal loss.
+- :mod:`.redistance`: turn an SDF grid back into a distance field.
+"""
+from .neural import NeuralSDF, attach_neural_sdf, eikonal_loss
+from .redistance import redistance
+from .sources import AnalyticSDF, GridSDF
+
+__all__ = ["AnalyticSDF", "GridSDF", "NeuralSDF", "attach_neural_sdf", "eikonal_loss", "redistance"]

@@ -1,6 +1,6 @@
 """A neural SDF source for ``sdf_reparam`` / ``sdf_naive``, and the eikonal loss.
 
-The SDF is a small MLP on a positional encoding (IDR-style, paper 002 Sec. 4),
+The SDF is a small MLP on a positional encoding (IDR-style, Bangaru et al. 2022, Sec. 4),
 written by hand with Dr.Jit arithmetic so that ∇f and the Hessian H come out
 analytically (Dr.Jit AD is first-order only, and the warp needs H):
 

@@ -4,7 +4,7 @@ Per pixel U (box filter) and sample u ∈ U, the reparameterized estimator
 (Eq. 4) contributes L(T(u)) · |det ∂u T|, where T(u) = u + V has value u and
 θ-derivative V, and |det| has value 1 and θ-derivative div V. Since the
 pixel's own edges do not move with the warp, ∂θ I_p also contains the flux
-−∮_∂U L V·n ds (DESIGN §4): each sample also draws one point s uniformly on
+−∮_∂U L V·n ds: each sample also draws one point s uniformly on
 each of the pixel's 4 edges (unit length) at a shared offset and adds
 −Σ_e L(s_e) V(s_e)·n_e, a term whose value is 0. In primal mode only the interior samples are traced.
 
@@ -19,8 +19,8 @@ from .camera import Projection
 from .trace import sphere_trace, trace_visibility
 from .warp import compute_warp, traced_warp
 
-import os as _os
-HIT_EPS = float(_os.environ.get("RVS_SDF_HIT_EPS", "1e-3"))
+# World-space |f| below which the sphere tracer reports a hit.
+HIT_EPS = 1e-3
 # |∇f·d| floor in the implicit hit derivative ∂t = −∂θf/(∇f·d): near-grazing hits
 # (|cos| < 0.05, a sliver next to silhouettes) otherwise give heavy-tailed
 # shading derivatives (∝ 1/|∇f·d|) that dominate the variance of the gradient.

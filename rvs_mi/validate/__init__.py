@@ -1,4 +1,4 @@
-"""Finite-difference gradient validation (DESIGN.md §7).
+"""Finite-difference gradient validation.
 
 :func:`fd_check` compares forward- and reverse-mode AD of ``mi.render``
 against central finite differences for one ``mi.traverse`` key;

@@ -1,7 +1,7 @@
 """Neural density and radiance fields for the volume integrators (``drjit.nn``).
 
 A multiresolution hash-grid encoding (Müller et al. 2022) of the point, in the
-box of the integrator's density field, feeds two MLPs (paper 001, Sec. 5.2):
+box of the integrator's density field, feeds two MLPs (Morozov et al. 2024, Sec. 5.2):
 
 * density: a *shallow* head, one hidden layer, σ_raw = MLP_σ(enc(x)), then the
   integrator's ``density_activation``. RVS evaluates it at every knot, so it

@@ -1,4 +1,4 @@
-"""Piecewise-linear density spline on a ray, its closed-form opacity and inverse (paper 001 §3).
+"""Piecewise-linear density spline on a ray, its closed-form opacity and inverse (Morozov et al. 2024, Sec. 3).
 
 Everything here works on *flat* Dr.Jit arrays holding many rays at once: the
 knots of ray ``r`` are entries ``r·m … r·m + m − 1`` of a ``Float`` of size
@@ -8,7 +8,7 @@ over these blocks, per-sample segment look-ups are ``dr.binary_search`` +
 ``dr.gather``. No Python or Dr.Jit loop runs over knots, so automatic
 differentiation (forward and reverse) goes through short, flat graphs.
 
-Notation (DESIGN.md §3): knots t_0 < … < t_{m−1} with t_0 = t_n and
+Notation: knots t_0 < … < t_{m−1} with t_0 = t_n and
 t_{m−1} = t_f, spline values σ_k ≥ 0, segment widths h_k = t_{k+1} − t_k,
 
     Σ(t)  = ∫_{t_n}^t σ̂(s) ds              (trapezoids at knots, quadratic inside)

@@ -1,6 +1,6 @@
 """Procedural test volumes (the shipped ``scenes/volumes/blob_*.vol`` come from here).
 
-Regenerate the shipped files with ``python -m rvs_mi.volume.assets scenes/volumes``.
+Regenerate the shipped files with ``python -m rvs_mi.figures.assets scenes/volumes``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Single-ray estimator study (paper 001, Sec. 5.1, Fig. 2) on the same spline code as the plugins.
+"""Single-ray estimator study (Morozov et al. 2024, Sec. 5.1, Fig. 2) on the same spline code as the plugins.
 
 One ray, t ∈ [0, 1], density tabulated on 256 evenly spaced knots t_k = k/255 as
 σ_k = softplus(64·s_k) with s = −1 everywhere (σ ≈ 1.6e-28) except raised
@@ -29,7 +29,7 @@ uniforms u_i for a given (seed, m) (common random numbers):
 
 with p(t) = dF/dt = σ̂(t)·exp(−Σ(t)), the density of the spline model. (The paper
 prints the strata of Eq. 8 as [(i−1)/(m+1), i/(m+1)], which would not cover [0, 1]
-and bias the estimate; we use [i/m, (i+1)/m), as DESIGN.md §3 and the plugins do.)
+and bias the estimate; we use [i/m, (i+1)/m), as the plugins do.)
 The RVS estimators go through ``stratified_uniforms``, ``Spline.sample`` and
 ``rvs_colour``, exactly the calls of the ``rvs`` integrator.
 """
@@ -40,8 +40,8 @@ import math
 import numpy as np
 
 from ..errors import UserError
-from .estimators import rvs_colour
-from .spline import Spline, block_index, knot_positions, no_expand_scatter, stratified_uniforms
+from ..volume.estimators import rvs_colour
+from ..volume.spline import Spline, block_index, knot_positions, no_expand_scatter, stratified_uniforms
 
 KNOTS = 256
 FIELDS = ("foggy", "glass_and_wall", "wall")
