@@ -1,6 +1,6 @@
 """RVS vs quadrature: time per optimization step, peak memory, radiance queries, image error.
 
-    .venv/bin/python benchmarks/bench_rvs.py                     # the issue's setting (~5 min on 2 cores)
+    .venv/bin/python benchmarks/bench_rvs.py                     # 64³ grids, 128² (~5 min on 2 cores)
     .venv/bin/python benchmarks/bench_rvs.py --res 64 --grid 32  # quicker
 
 Scene: a 64³ density grid and a degree-2 SH radiance grid (27 channels) in

@@ -1,6 +1,6 @@
 """Pixel samplers on inverse problems: full images vs uniform vs adaptive sparse pixels.
 
-Issue 6's three inverse problems (``--problem``):
+Three inverse problems (``--problem``):
 
 - ``texture`` (1): an albedo texture with ``prb`` from 4 views of a textured
   plane (direct light under a constant sky plus a point light);
