@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
+from ..optimize.losses import pixel_loss
 from .render import gather_pixels
 
 LOSSES = ("l1", "l2", "huber")
@@ -26,27 +27,30 @@ def gather_reference(references, batch):
 
 def per_sample_loss(values, reference, kind: str = "l2", delta: float = 0.1):
     """ℓ_j: the mean over channels of the per-entry loss, one ``mi.Float`` entry per sample."""
-    import drjit as dr
-    import mitsuba as mi
     if kind not in LOSSES:
         raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
     if tuple(values.shape) != tuple(reference.shape) or len(values.shape) != 2:
         raise UserError(f"weighted_loss: values {tuple(values.shape)} and reference {tuple(reference.shape)} "
                         "must both be (N, C)")
-    n, c = values.shape
-    r = values.array - reference.array
+    return channel_mean(pixel_loss(values.array, reference.array, kind, delta), values.shape[1])
+
+
+def channel_mean(flat, channels: int):
+    """Mean over the ``channels`` consecutive entries of each sample of a flat (N·C) array."""
+    import drjit as dr
+    return dr.block_sum(flat, channels) / channels
+
+
+def loss_derivative(residual, kind: str = "l2", delta: float = 0.1):
+    """∂ℓ/∂r of the per-entry loss of :func:`rvs_mi.optimize.losses.pixel_loss` at r = pred − ref."""
+    import drjit as dr
+    if kind not in LOSSES:
+        raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    if kind == "l2":
+        return 2.0 * residual
     if kind == "l1":
-        e = dr.abs(r)
-    elif kind == "l2":
-        e = dr.square(r)
-    else:
-        a = dr.abs(r)
-        e = dr.select(a <= delta, 0.5 * dr.square(r), delta * (a - 0.5 * delta))
-    idx = dr.arange(mi.UInt32, n) * c
-    out = dr.zeros(mi.Float, n)
-    for k in range(c):
-        out += dr.gather(mi.Float, e, idx + k)
-    return out / c
+        return dr.sign(residual)
+    return dr.clip(residual, -delta, delta)
 
 
 def weighted_loss(values, reference, batch, kind: str = "l2", delta: float = 0.1):

@@ -275,39 +275,19 @@ class PixelSampler:
 def _per_sample_sq_projected_gradient(values, reference, tangent, kind="l2", delta=0.1):
     """(Σ_c ∂ℓ/∂I_c · t_c)² per sample (detached): ℓ = mean over channels of the loss."""
     import drjit as dr
-    import mitsuba as mi
-    from .loss import LOSSES
-    if kind not in LOSSES:
-        raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    from .loss import channel_mean, loss_derivative
     if tuple(tangent.shape) != tuple(values.shape):
         raise UserError(f"sampler: tangent {tuple(tangent.shape)} and values {tuple(values.shape)} differ in shape")
-    r = dr.detach(values.array) - dr.detach(reference.array)
-    if kind == "l2":
-        dl = 2.0 * r
-    elif kind == "l1":
-        dl = dr.sign(r)
-    else:
-        dl = dr.clip(r, -delta, delta)
-    n, c = values.shape
-    prod = dl * dr.detach(tangent.array)
-    idx = dr.arange(mi.UInt32, n) * c
-    out = dr.zeros(mi.Float, n)
-    for k in range(c):
-        out += dr.gather(mi.Float, prod, idx + k)
-    return dr.square(out / c)
+    dl = loss_derivative(dr.detach(values.array) - dr.detach(reference.array), kind, delta)
+    return dr.square(channel_mean(dl * dr.detach(tangent.array), values.shape[1]))
 
 
 def _per_sample_sq_residual(values, reference):
     """Mean over channels of (I − I_ref)², one ``mi.Float`` entry per sample (detached)."""
     import drjit as dr
-    import mitsuba as mi
-    diff = dr.detach(values) - dr.detach(reference)
-    n, c = diff.shape
-    idx = dr.arange(mi.UInt32, n) * c
-    r2 = dr.zeros(mi.Float, n)
-    for k in range(c):
-        r2 += dr.square(dr.gather(mi.Float, diff.array, idx + k))
-    return r2 / c
+    from .loss import channel_mean
+    diff = dr.detach(values.array) - dr.detach(reference.array)
+    return channel_mean(dr.square(diff), values.shape[1])
 
 
 class FullSampler(PixelSampler):
