@@ -12,7 +12,8 @@ import mitsuba as mi
 
 from rvs_mi.errors import UserError
 from rvs_mi.sdf import render as R
-from rvs_mi.sdf.sources import AnalyticSDF, GridSDF
+from rvs_mi.sdf.grid import GridSDF
+from rvs_mi.sdf.sources import AnalyticSDF
 
 SHADINGS = ("emissive", "diffuse")
 EPSILON_ALL = 1e-3      # default epsilon with top_k = 0

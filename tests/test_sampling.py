@@ -175,7 +175,7 @@ def test_state_dict_round_trip_resumes_identically():
     a = sampling.make_sampler("adaptive", image_size=(W, H), n_views=2, budget=20, rebuild_every=4, tile=4,
                               view_choice="adaptive", seed=5)
     _train(a, losses, 10)
-    from rvs_mi.optimize.loop import _json_default, _json_hook  # the checkpoint encoding of `rvs-mi optimize`
+    from rvs_mi.optimize.checkpoint import _json_default, _json_hook  # the checkpoint encoding of `rvs-mi optimize`
     state = json.loads(json.dumps(a.state_dict(), default=_json_default), object_hook=_json_hook)
     b = sampling.make_sampler("adaptive", image_size=(W, H), n_views=2, budget=20, rebuild_every=4, tile=4,
                               view_choice="adaptive", seed=5)

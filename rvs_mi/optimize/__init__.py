@@ -3,7 +3,8 @@
 - :mod:`.config`: the TOML schema, validation and ``--set`` overrides.
 - :mod:`.dataset`: NeRF-synthetic datasets (read and write).
 - :mod:`.cameras`: camera rigs and the OpenGL ↔ Mitsuba camera convention.
-- :mod:`.loop`: set-up, one step, checkpoints and outputs of a run.
+- :mod:`.problem`: scene, optimized keys and references; :mod:`.loop`: the steps of a run;
+  :mod:`.checkpoint`: checkpoints; :mod:`.report`: metrics table and plots.
 - :mod:`.losses`, :mod:`.metrics`: image losses, grid regularizers, PSNR/SSIM.
 """
 from .config import SCHEMA, load_config, validate

@@ -8,117 +8,20 @@ so a run resumed from a checkpoint ends where an uninterrupted one does.
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import UserError
-from .dataset import Split, framing, load_dataset
-from .cameras import look_at, make_sensor, rig_positions, split_views
+from .dataset import Split
+from .problem import Problem, resolve_keys, setup_problem  # noqa: F401  (resolve_keys: public)
 
-CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.csv"
-METRIC_FIELDS = ["step", "loss", "train_psnr", "lr", "elapsed_s", "pixels", "param_error"]
-
-
-@dataclass
-class Problem:
-    scene: object
-    params: object                      # mi.SceneParameters of the optimized scene
-    keys: list                          # optimized mi.traverse keys
-    train: Split
-    test: Split | None
-    ref_train: list = field(default_factory=list)   # reference tensors (mi.TensorXf)
-
-
-# --------------------------------------------------------------------------- set-up
-
-def resolve_keys(params, patterns) -> list[str]:
-    """Expand exact keys and regular expressions (full match) over ``mi.traverse`` keys."""
-    import mitsuba as mi
-    keys = []
-    all_keys = list(params.keys())
-    for pattern in patterns:
-        if pattern in all_keys:
-            found = [pattern]
-        else:
-            try:
-                regex = re.compile(pattern)
-            except re.error as exc:
-                raise UserError(f"bad parameter pattern {pattern!r}: {exc}") from None
-            found = [k for k in all_keys if regex.fullmatch(k)]
-        if not found:
-            close = difflib.get_close_matches(pattern, all_keys, n=4, cutoff=0.3)
-            raise UserError(f"parameter {pattern!r} is not in mi.traverse(scene); closest keys: "
-                            + ", ".join(close or all_keys[:4]))
-        for key in found:
-            value = params[key]
-            import drjit as dr
-            non_diff = params.flags(key) & mi.ParamFlags.NonDifferentiable.value
-            if non_diff or not (dr.is_diff_v(value) and dr.is_float_v(value)):
-                raise UserError(f"parameter {key!r} is not differentiable")
-            if key not in keys:
-                keys.append(key)
-    return keys
-
-
-def _render_references(config: dict, seed_offset: int = 0):
-    """Train/test splits rendered from the reference scene on a camera rig."""
-    import drjit as dr
-    import mitsuba as mi
-    from ..scene import load_scene
-    ref = config["references"]
-    scene = load_scene(ref["scene"], {k: str(v) for k, v in ref["defines"].items()})
-    center, radius = framing(scene, ref["fov"])
-    if ref["radius"] > 0:
-        radius = ref["radius"]
-    total = ref["views"] + ref["test_views"]
-    train_pos, test_pos = split_views(rig_positions(ref["rig"], total, radius, center, ref["seed"]),
-                                      ref["test_views"])
-    splits = []
-    for name, poses in (("train", train_pos), ("test", test_pos)):
-        split = Split([], [], [], ref["fov"], [])
-        for i, pos in enumerate(poses):
-            c2w = look_at(pos, center)
-            sensor = make_sensor(c2w, ref["fov"], ref["res"], spp=4)
-            with dr.suspend_grad():
-                image = mi.render(scene, sensor=sensor, spp=ref["spp"], seed=10007 + i + 1000 * len(splits))
-            split.sensors.append(sensor)
-            split.images.append(np.array(image, dtype=np.float32)[..., :3])
-            split.c2w.append(c2w)
-            split.files.append(f"{name}:{i}")
-        splits.append(split)
-    return splits[0], (splits[1] if splits[1].sensors else None)
-
-
-def setup_problem(config: dict) -> Problem:
-    import mitsuba as mi
-    from ..scene import load_scene
-    scene = load_scene(config["scene"]["file"], {k: str(v) for k, v in config["scene"]["defines"].items()})
-    if config["scene"]["neural"]:
-        from ..volume.neural import attach_neural_fields
-        attach_neural_fields(scene.integrator(), **config["scene"]["neural"])
-    if config["scene"]["neural_sdf"]:
-        from ..sdf.neural import attach_neural_sdf
-        attach_neural_sdf(scene.integrator(), **config["scene"]["neural_sdf"])
-    ref = config["references"]
-    if ref["dataset"]:
-        kwargs = dict(res=ref["res"], background=ref["background"], max_views=ref["max_views"] or None)
-        train = load_dataset(ref["dataset"], "train", **kwargs)
-        test_file = os.path.join(ref["dataset"], "transforms_test.json")
-        test = load_dataset(ref["dataset"], "test", **kwargs) if os.path.isfile(test_file) else None
-    else:
-        train, test = _render_references(config)
-    params = mi.traverse(scene)
-    keys = resolve_keys(params, config["optimize"]["params"])
-    refs = [mi.TensorXf(img) for img in train.images]
-    return Problem(scene, params, keys, train, test, refs)
+from .checkpoint import CHECKPOINT, _json_default, load_checkpoint, save_checkpoint
+from .report import METRICS, plot_run, write_metrics
 
 
 # --------------------------------------------------------------------------- pieces
@@ -206,63 +109,6 @@ def evaluate(problem: Problem, split: Split, spp: int, seed: int = 12345):
     p = float(np.mean([psnr(a, b) for a, b in zip(images, split.images)]))
     s = float(np.mean([ssim(a, b) for a, b in zip(images, split.images)]))
     return images, p, s
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path: str, step: int, opt, keys, sampler=None) -> None:
-    arrays = {"step": np.array(step)}
-    for i, key in enumerate(keys):
-        value, _promoted, _lr, extra = opt.state[key]
-        arrays[f"p{i}_value"] = np.array(value)
-        arrays[f"p{i}_t"] = np.array(extra[0])
-        arrays[f"p{i}_m"] = np.array(extra[1])
-        arrays[f"p{i}_v"] = np.array(extra[2])
-    meta = {"keys": list(keys), "sampler": sampler.state_dict() if sampler is not None else None}
-    arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
-
-
-def _json_hook(obj):
-    if "__ndarray__" in obj:
-        return np.array(obj["__ndarray__"], dtype=obj["dtype"])
-    return obj
-
-
-def load_checkpoint(path: str, opt, problem: Problem, sampler=None) -> int:
-    """Restore parameter values and Adam moments; returns the next step to run."""
-    import drjit as dr
-    if not os.path.isfile(path):
-        raise UserError(f"--resume: no checkpoint at {path}")
-    try:
-        data = np.load(path)
-        meta = json.loads(str(data["meta"]), object_hook=_json_hook)
-    except Exception as exc:
-        raise UserError(f"--resume: unreadable checkpoint {path}: {exc}") from None
-    if meta["keys"] != list(problem.keys):
-        raise UserError(f"--resume: checkpoint optimizes {meta['keys']}, config asks for {problem.keys}")
-    for i, key in enumerate(problem.keys):
-        opt[key] = type(opt[key])(data[f"p{i}_value"])
-        stored, promoted, lr, extra = opt.state[key]
-        flat = type(extra[1])
-        extra = (type(extra[0])(data[f"p{i}_t"]), flat(data[f"p{i}_m"].ravel()), flat(data[f"p{i}_v"].ravel()),
-                 extra[3])
-        dr.make_opaque(extra)
-        opt.state[key] = (stored, promoted, lr, extra)
-    if sampler is not None and meta.get("sampler") is not None:
-        sampler.load_state_dict(meta["sampler"])
-    problem.params.update(opt)
-    return int(data["step"]) + 1
 
 
 # --------------------------------------------------------------------------- the loop
@@ -408,7 +254,7 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
         last = step == opt_cfg["steps"] - 1
         if (out_cfg["checkpoint_every"] and (step + 1) % out_cfg["checkpoint_every"] == 0) or last:
             save_checkpoint(ckpt_path, step, opt, problem.keys, sampler)
-            _write_metrics(metrics_path, rows)
+            write_metrics(metrics_path, rows)
         if out_cfg["snapshot_every"] and (step + 1) % out_cfg["snapshot_every"] == 0:
             os.makedirs(os.path.join(out_dir, "snapshots"), exist_ok=True)
             with dr.suspend_grad():
@@ -418,7 +264,7 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
             bar.close()
             return {"stopped_after": step}
     bar.close()
-    _write_metrics(metrics_path, rows)
+    write_metrics(metrics_path, rows)
 
     images, p1, s1 = evaluate(problem, eval_split, out_cfg["eval_spp"])
     initial_images = np.load(os.path.join(out_dir, "initial_images.npy"))
@@ -436,43 +282,9 @@ def run_optimization(config: dict, out_dir: str, resume: bool = False, progress:
     }
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=_json_default)
-    _plot(out_dir, rows, eval_split.images, initial_images, images, summary)
+    plot_run(out_dir, rows, eval_split.images, initial_images, images, summary)
     np.savez(os.path.join(out_dir, "params.npz"),
              **{k.replace("/", "_"): np.array(problem.params[k]) for k in problem.keys})
     return summary
 
 
-def _write_metrics(path: str, rows) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _plot(out_dir, rows, references, initial, result, summary) -> None:
-    from matplotlib.figure import Figure
-
-    steps = [int(r["step"]) for r in rows]
-    fig = Figure(figsize=(9, 3.2))
-    axes = fig.subplots(1, 2)
-    axes[0].semilogy(steps, [float(r["loss"]) for r in rows])
-    axes[0].set_xlabel("step"), axes[0].set_ylabel("loss")
-    axes[1].plot(steps, [float(r["train_psnr"]) for r in rows])
-    axes[1].set_xlabel("step"), axes[1].set_ylabel("training PSNR (dB)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
-
-    n = min(3, len(references))
-    fig = Figure(figsize=(7.5, 2.6 * n))
-    axes = fig.subplots(n, 3, squeeze=False)
-    for i in range(n):
-        for j, (title, img) in enumerate((("reference", references[i]), ("initial", initial[i]),
-                                          ("result", result[i]))):
-            axes[i, j].imshow(np.clip(img, 0, 1) ** (1 / 2.2), interpolation="nearest")
-            axes[i, j].axis("off")
-            if i == 0:
-                axes[i, j].set_title(title)
-    fig.suptitle(f"held-out PSNR {summary['psnr_initial']:.2f} -> {summary['psnr_final']:.2f} dB",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "comparison.png"), dpi=100)

@@ -31,8 +31,10 @@ hence with the scene's own integrator, forward, reverse and RB adjoint pass;
 integrators that need the real film raise ``UserError`` (see
 :func:`film_incompatibility`).  Values are (N, C) ``mi.TensorXf``.
 """
-from .samplers import (SAMPLERS, STATISTICS, VIEW_CHOICES, AdaptiveSampler, FullSampler, PixelBatch,
-                       PixelSampler, UniformSampler, make_sampler, resolve_budget)
+from .adaptive import AdaptiveSampler
+from .batch import PixelBatch, resolve_budget
+from .samplers import (SAMPLERS, STATISTICS, VIEW_CHOICES, FullSampler, PixelSampler, UniformSampler,
+                       make_sampler)
 from .render import film_incompatibility, gather_pixels, render_pixels, render_pixels_tangent
 from .loss import LOSSES, gather_reference, per_sample_loss, weighted_loss
 

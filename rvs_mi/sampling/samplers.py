@@ -17,73 +17,15 @@ host in sample order (see ``observe``), and q is rebuilt there every K steps.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..errors import UserError
+from .batch import PixelBatch, _check_int, _rng, resolve_budget  # noqa: F401  (re-exported)
+from .statistics import _per_sample_sq_projected_gradient, _per_sample_sq_residual
 
 SAMPLERS = ("full", "uniform", "adaptive")
 VIEW_CHOICES = ("uniform", "adaptive")
 STATISTICS = ("residual", "gradient")
-
-
-@dataclass
-class PixelBatch:
-    """The pixels one step renders.
-
-    ``view``: the sensor index (one view per step); ``pixel_index``: flat
-    indices y·W + x into that view's image (``mi.UInt32``, length N, repeats
-    allowed); ``weight``: detached per-sample weights (``mi.Float``) such that
-    Σ_j weight_j ℓ_j is an unbiased estimate of the mean per-pixel loss (mean
-    over views and pixels); ``tile``: the tile of each sample (adaptive
-    statistics); ``full``: True when the batch is the whole image in raster
-    order (``render_pixels`` then renders with the real sensor).
-    """
-    step: int
-    view: int
-    pixel_index: object
-    weight: object
-    image_size: tuple
-    n_views: int
-    full: bool = False
-    tile: object = None
-    view_prob: float = 1.0
-
-    @property
-    def size(self) -> int:
-        """Number of pixel samples N of this batch."""
-        import drjit as dr
-        return dr.width(self.pixel_index)
-
-
-def _rng(seed: int, step: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(step), int(stream)])
-
-
-def _check_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise UserError(f"sampler: {name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def resolve_budget(budget, n_pixels: int) -> int:
-    """Pixel samples per step from ``budget``: a float in (0, 1] is a fraction of
-    the image, an integer (or integral float > 1) a count in [1, P]."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
-        raise UserError(f"sampler: budget must be a number, got {budget!r}")
-    if not math.isfinite(budget) or budget <= 0:
-        raise UserError(f"sampler: budget must be > 0 (a fraction in (0, 1] or a pixel count), got {budget!r}")
-    if isinstance(budget, (int, np.integer)) or budget > 1:
-        if budget != int(budget):
-            raise UserError(f"sampler: budget {budget!r} > 1 must be a whole pixel count")
-        n = int(budget)
-    else:
-        n = max(1, int(round(float(budget) * n_pixels)))
-    if n > n_pixels:
-        raise UserError(f"sampler: budget of {n} pixel samples exceeds the {n_pixels} pixels of an image")
-    return n
 
 
 class PixelSampler:
@@ -272,24 +214,6 @@ class PixelSampler:
                 f"N={self.n_samples}, beta={self.beta}, K={self.rebuild_every}, tile={self.tile}]")
 
 
-def _per_sample_sq_projected_gradient(values, reference, tangent, kind="l2", delta=0.1):
-    """(Σ_c ∂ℓ/∂I_c · t_c)² per sample (detached): ℓ = mean over channels of the loss."""
-    import drjit as dr
-    from .loss import channel_mean, loss_derivative
-    if tuple(tangent.shape) != tuple(values.shape):
-        raise UserError(f"sampler: tangent {tuple(tangent.shape)} and values {tuple(values.shape)} differ in shape")
-    dl = loss_derivative(dr.detach(values.array) - dr.detach(reference.array), kind, delta)
-    return dr.square(channel_mean(dl * dr.detach(tangent.array), values.shape[1]))
-
-
-def _per_sample_sq_residual(values, reference):
-    """Mean over channels of (I − I_ref)², one ``mi.Float`` entry per sample (detached)."""
-    import drjit as dr
-    from .loss import channel_mean
-    diff = dr.detach(values.array) - dr.detach(reference.array)
-    return channel_mean(dr.square(diff), values.shape[1])
-
-
 class FullSampler(PixelSampler):
     """Every pixel of one view per step, w = 1 / (P · V · r_v)."""
 
@@ -338,96 +262,13 @@ class UniformSampler(FullSampler):
                           tile=self._tile_of(idx), view_prob=r)
 
 
-class AdaptiveSampler(UniformSampler):
-    """q from tile statistics mixed with uniform by β (eq. 5.2), rebuilt every K steps.
-
-    Statistic ``residual``: s_t = sqrt(E[‖I_p − I_ref,p‖²]) over the tile's
-    observed samples (decayed by ``decay`` at each rebuild).  With the L2 loss
-    ‖∂ℓ/∂I_p‖ = 2‖I_p − I_ref,p‖, so s_t estimates sqrt(E‖g_p‖²), the optimal sampling density,
-    up to the image Jacobian ∂I_p/∂θ, which it takes as equal across pixels;
-    the expectation over noisy renders includes both ingredients, the mean
-    error (contribution to the gradient) and the render noise (its variance).
-    Tiles never observed get the largest observed s (explored first).
-    A pixel is drawn by picking a tile t with mass
-    m_t = (1 − β) s_t n_t / Σ s n + β n_t / P, then a pixel of the tile
-    uniformly, so q_p = m_{t(p)} / n_{t(p)}; weights are ≤ 1/(β N) (uniform
-    view choice).
-    """
-
-    name = "adaptive"
-
-    def _init_stats(self):
-        super()._init_stats()
-        self._set_masses(np.tile(self.tile_pixels / self.n_pixels, (self.n_views, 1)))
-
-    def _set_masses(self, mass: np.ndarray) -> None:
-        import drjit as dr
-        import mitsuba as mi
-        mass = mass / mass.sum(axis=1, keepdims=True)
-        self._mass = mass
-        cdf = np.cumsum(mass, axis=1)
-        cdf[:, -1] = 1.0
-        self._cdf = mi.Float(cdf.ravel().astype(np.float32))
-        self._mass_dr = mi.Float(mass.ravel().astype(np.float32))
-        dr.eval(self._cdf, self._mass_dr)
-
-    def _rebuild(self):
-        s = super()._rebuild()
-        sn = s * self.tile_pixels
-        mass = (1 - self.beta) * sn / sn.sum(axis=1, keepdims=True) + self.beta * self.tile_pixels / self.n_pixels
-        self._set_masses(mass)
-
-    def tile_probabilities(self, view: int = 0) -> np.ndarray:
-        """Current per-tile mass m_t of a view (shape tiles_y × tiles_x)."""
-        return self._mass[view].reshape(self.tiles_y, self.tiles_x)
-
-    def pixel_probabilities(self, view: int = 0) -> np.ndarray:
-        """Current q_p of a view as an H × W array (sums to 1)."""
-        m = self._mass[view] / self.tile_pixels
-        t = (np.arange(self.height)[:, None] // self.tile) * self.tiles_x + np.arange(self.width)[None, :] // self.tile
-        return m[t]
-
-    def draw(self, step: int) -> PixelBatch:
-        import drjit as dr
-        import mitsuba as mi
-        self._maybe_rebuild(step)
-        view, r = self.choose_view(step)
-        u_tile, u_x, u_y = self._uniform_samples(step, 3)
-        T = self.n_tiles
-        base = dr.opaque(mi.UInt32, view * T)
-        # Tile t: the first CDF entry of this view's block that exceeds u.
-        t = dr.binary_search(0, T - 1, lambda i: dr.gather(mi.Float, self._cdf, base + i) <= u_tile)
-        t = dr.minimum(t, T - 1)
-        tx, ty = t % self.tiles_x, t // self.tiles_x
-        x0, y0 = tx * self.tile, ty * self.tile
-        tw = dr.minimum(self.tile, self.width - x0)
-        th = dr.minimum(self.tile, self.height - y0)
-        x = x0 + dr.minimum(mi.UInt32(u_x * mi.Float(tw)), tw - 1)
-        y = y0 + dr.minimum(mi.UInt32(u_y * mi.Float(th)), th - 1)
-        idx = y * self.width + x
-        mass = dr.gather(mi.Float, self._mass_dr, base + t)
-        q = mass / mi.Float(tw * th)                                   # q_p = m_t / n_t
-        weight = dr.rcp(q * dr.opaque(mi.Float, self.n_samples * self.n_pixels * self.n_views * r))   # eq. 5.1
-        dr.eval(idx, weight, t)
-        return PixelBatch(step, view, idx, weight, (self.width, self.height), self.n_views,
-                          tile=mi.UInt32(t), view_prob=r)
-
-    def _extra_state(self) -> dict:
-        return {"mass": np.array(self._mass, dtype=np.float64)}
-
-    def _load_extra_state(self, extra: dict) -> None:
-        if "mass" in extra:
-            self._set_masses(np.asarray(extra["mass"], dtype=np.float64).reshape(self.n_views, self.n_tiles))
-
-
-_CLASSES = {"full": FullSampler, "uniform": UniformSampler, "adaptive": AdaptiveSampler}
-
-
 def make_sampler(name: str, image_size, n_views: int = 1, budget=0.1, beta: float = 0.2,
                  rebuild_every: int = 10, tile: int = 8, statistic: str = "residual",
                  view_choice: str = "uniform", seed: int = 0, decay: float = 0.5) -> PixelSampler:
     """A pixel sampler by name (``full``, ``uniform``, ``adaptive``); see the package docstring."""
-    if name not in _CLASSES:
+    from .adaptive import AdaptiveSampler
+    classes = {"full": FullSampler, "uniform": UniformSampler, "adaptive": AdaptiveSampler}
+    if name not in classes:
         raise UserError(f"unknown pixel sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return _CLASSES[name](image_size, n_views=n_views, budget=budget, beta=beta, rebuild_every=rebuild_every,
+    return classes[name](image_size, n_views=n_views, budget=budget, beta=beta, rebuild_every=rebuild_every,
                           tile=tile, statistic=statistic, view_choice=view_choice, seed=seed, decay=decay)

@@ -1,6 +1,6 @@
 """Signed distance fields: sources, sphere tracing, the boundary warp, image formation.
 
-- :mod:`.sources`: analytic (sphere, torus, box) and tricubic B-spline grid SDFs.
+- :mod:`.sources`: analytic SDFs (sphere, torus, box); :mod:`.grid`: tricubic B-spline grid SDFs.
 - :mod:`.trace`: fixed-step sphere tracing and shadow visibility.
 - :mod:`.warp`: the warp field V and its divergence from the tracer points.
 - :mod:`.render`: per-pixel estimator (interior samples and pixel-edge flux) and shading.
@@ -9,6 +9,7 @@
 """
 from .neural import NeuralSDF, attach_neural_sdf, eikonal_loss
 from .redistance import redistance
-from .sources import AnalyticSDF, GridSDF
+from .grid import GridSDF
+from .sources import AnalyticSDF
 
 __all__ = ["AnalyticSDF", "GridSDF", "NeuralSDF", "attach_neural_sdf", "eikonal_loss", "redistance"]
