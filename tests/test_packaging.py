@@ -1,6 +1,7 @@
 """The wheel holds every plugin, scene, volume, texture and config of the source tree."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,10 +27,13 @@ def _expected():
 @pytest.fixture(scope="module")
 def wheel_files(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("build")
-    env = dict(os.environ, TMPDIR=str(build))
+    # a copy of the source tree: setuptools writes build/ and *.egg-info next to the sources,
+    # and a stale build/ of the checkout would leak into the wheel
+    src = tmp_path_factory.mktemp("src") / "rvs-mi"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "out", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-q", "-w", str(out), ROOT], capture_output=True, text=True, env=env)
+                           "-q", "-w", str(out), str(src)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = glob.glob(str(out / "*.whl"))
     with zipfile.ZipFile(wheel) as z:
