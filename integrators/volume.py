@@ -19,8 +19,9 @@ from rvs_mi.errors import UserError
 from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
                                       quadrature_colour, rvs_colour)
 from rvs_mi.volume.fields import activate, check_activation, make_field, radiance_rgb
-from rvs_mi.volume.spline import (Spline, block_index, knot_positions, no_expand_scatter,
+from rvs_mi.volume.spline import (Spline, block_index, knot_positions,
                                   stratified_uniforms)
+from rvs_mi.workarounds import no_expand_scatter
 
 
 def _int(props, name, default, minimum):

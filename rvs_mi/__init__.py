@@ -29,7 +29,7 @@ __all__ = ["init", "UserError", "MIN_LLVM_MAJOR", "registered_plugins"]
 
 #: Subpackages and modules reachable as attributes of ``rvs_mi`` (imported on first use).
 SUBMODULES = ("scene", "validate", "volume", "sdf", "sampling", "optimize", "scenes",
-              "integrators", "imageio", "commands", "figures")
+              "integrators", "imageio", "commands", "figures", "workarounds")
 
 
 def __getattr__(name: str):
@@ -121,12 +121,9 @@ def init(variant: str | None = None) -> str:
 
     # Plugin classes derive from variant-specific Mitsuba classes, so each
     # module is (re)imported under the active variant before registering.
-    # Mitsuba does not re-execute its own ``mitsuba.ad.integrators.common``
-    # on a variant change, so its ``ADIntegrator`` base is rebuilt first.
     if _registered_variant is not None:
-        import mitsuba.ad.integrators.common as ad_common
-        if not issubclass(ad_common.ADIntegrator, mi.Integrator):
-            importlib.reload(ad_common)
+        from .workarounds import refresh_ad_integrator_base
+        refresh_ad_integrator_base()
     for name in _integrator_modules():
         full = f"rvs_mi.integrators.{name}"
         module = importlib.import_module(full)

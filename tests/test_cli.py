@@ -27,10 +27,16 @@ def test_render_png_and_exr(tmp_path, cbox_path):
 
 
 def test_render_prints_resolution_spp_and_time(cbox_path, tmp_path):
+    import re
+    import time
+    start = time.perf_counter()
     rc, out, err = run_cli("render", cbox_path, "-o", str(tmp_path / "x.exr"), "--spp", "2",
                            "-D", "res=16")
+    wall = time.perf_counter() - start
     assert rc == 0, err
-    assert "16x16, 2 spp" in out and " s " in out
+    assert "16x16, 2 spp" in out
+    seconds = float(re.search(r"2 spp, (\d+\.\d+) s", out).group(1))
+    assert 0 < seconds < wall
 
 
 def _bad_xml(tmp_path):

@@ -71,7 +71,7 @@ def test_estimate_gradient_matches_finite_differences():
     import drjit as dr
     import mitsuba as mi
 
-    from rvs_mi.volume.spline import no_expand_scatter
+    from rvs_mi.workarounds import no_expand_scatter
 
     tk = np.linspace(0, 1, S.KNOTS)
     s0 = mi.Float((0.01 + 0.03 * np.sin(2 * np.pi * tk)).astype(np.float32))

@@ -41,7 +41,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..volume.estimators import rvs_colour
-from ..volume.spline import Spline, block_index, knot_positions, no_expand_scatter, stratified_uniforms
+from ..volume.spline import Spline, block_index, knot_positions, stratified_uniforms
+from ..workarounds import no_expand_scatter
 
 KNOTS = 256
 FIELDS = ("foggy", "glass_and_wall", "wall")
@@ -306,7 +307,7 @@ def toy_optimization(steps: int = 300, lr: float = 0.05, samples: int = 8, runs:
             est = estimate(spline, "stratified_rvs", samples, runs, seed * 1_000_003 + step * len(cs) + j, c=c)
             loss = loss + dr.mean(dr.square(est - dr.opaque(mi.Float, tc)))
         loss = loss / len(cs)
-        with no_expand_scatter():          # deterministic reverse pass (see spline.py)
+        with no_expand_scatter():          # deterministic reverse pass (see rvs_mi.workarounds)
             dr.backward(loss)
         opt.set_learning_rate(lr * 0.1 ** (step / steps))   # decays 10x over the run
         opt.step()

@@ -24,11 +24,6 @@ from __future__ import annotations
 
 from ..errors import UserError
 
-# Integrator plugin classes (Python names) that need the real film; see the module docstring.
-_NEEDS_FILM = {
-    "DirectProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
-    "PathProjectiveIntegrator": "its boundary term projects silhouette samples onto the real film",
-}
 # (sdf_reparam / sdf_naive render a pixel list themselves: their ``render_pixels`` method.)
 
 _PIXEL_FORMATS = {1: "luminance", 3: "rgb", 4: "rgba"}
@@ -45,9 +40,9 @@ def film_incompatibility(integrator) -> str | None:
         return None
     if flag is False:
         return getattr(integrator, "SPARSE_PIXELS_REASON", "it declares SPARSE_PIXELS = False")
-    for cls in type(integrator).__mro__:
-        if cls.__name__ in _NEEDS_FILM:
-            return _NEEDS_FILM[cls.__name__]
+    from mitsuba.ad.integrators.common import PSIntegrator
+    if isinstance(integrator, PSIntegrator):
+        return "its boundary term projects silhouette samples onto the real film"
     return None
 
 

@@ -143,8 +143,8 @@ class GridField:
         if self.tex is not None and self._identity() == self._built_from:
             return
         self.check()
-        # A new texture each time: Texture3f.set_tensor() on an existing texture
-        # drops the AD attachment of the new tensor (Mitsuba 3.9.1, measured).
+        # A new texture each time: it holds exactly the tensor that carries the
+        # AD graph of the current parameters, whatever its shape.
         self.tex = mi.Texture3f(self.data, use_accel=False)
         self._built_from = self._identity()
 

@@ -25,27 +25,12 @@ import drjit as dr
 import mitsuba as mi
 
 from ..errors import UserError
+from ..workarounds import mlp_without_bias
 from .fields import unit_box_interval
 
 DEFAULTS = {"levels": 8, "features": 2, "hashmap_log2": 14, "base_resolution": 4,
             "per_level_scale": 1.5, "hidden": 32, "density_hidden": 16, "seed": 0,
             "density_bias": -1.0}
-
-
-def _mlp(nn, n_in: int, widths: list[int], n_out: int, rng):
-    """A packed ReLU MLP without bias vectors; the input carries a constant 1.
-
-    Dr.Jit 1.5 on LLVM gives wrong reverse-mode gradients for ``nn.Linear``
-    bias vectors (forward mode and finite differences agree, reverse mode
-    does not; measured, see tests/test_neural.py), so the first layer gets
-    its bias from the constant input and the output an offset ``bias``.
-    """
-    layers = []
-    for w in widths:
-        layers += [nn.Linear(-1, w, bias=False), nn.ReLU()]
-    layers.append(nn.Linear(-1, n_out, bias=False))
-    net = nn.Sequential(*layers).alloc(mi.TensorXf, n_in + 1, rng=rng)
-    return nn.pack(net, layout="training")
 
 
 class NeuralField:
@@ -126,8 +111,8 @@ def attach_neural_fields(integrator, **options) -> dict:
                                    base_resolution=int(opts["base_resolution"]),
                                    per_level_scale=float(opts["per_level_scale"]), rng=rng)
     n_in = int(opts["levels"]) * int(opts["features"])
-    sigma_net = _mlp(nn, n_in, [int(opts["density_hidden"])], 1, rng)
-    colour_net = _mlp(nn, n_in, [int(opts["hidden"])] * 2, 3, rng)
+    sigma_net = mlp_without_bias(n_in, [int(opts["density_hidden"])], 1, rng)
+    colour_net = mlp_without_bias(n_in, [int(opts["hidden"])] * 2, 3, rng)
     integrator.density = NeuralField("density", encoding, to_local, sigma_net, 1, True,
                                      bias=float(opts["density_bias"]))
     integrator.radiance = NeuralField("radiance", encoding, to_local, colour_net, 3, False, bias=0.5)

@@ -44,28 +44,6 @@ SIGMA_MAX = 1e6
 _LOG1M_SERIES = 0.1   # below this, −log(1 − x) and 1 − exp(−x) use their Taylor series
 
 
-class no_expand_scatter:
-    """Context manager: reverse-mode scatter-adds use atomics, not Dr.Jit's "Expand" mode.
-
-    On the LLVM backend Dr.Jit 1.5 turns the adjoint of a gather into a
-    scatter-add in ``ReduceMode.Expand`` (one copy of the target per thread,
-    reduced afterwards) whenever the target has at most ``dr.expand_threshold()``
-    entries. Reverse passes through the RVS spline (knots gathered per sample,
-    knots gathered from a grid) then gave gradients that changed from run to
-    run by whole chunks (measured; deterministic with one thread or without
-    Expand). The volume integrators run their reverse pass inside this context.
-    """
-
-    def __enter__(self):
-        self.saved = dr.expand_threshold()
-        dr.set_expand_threshold(0)
-        return self
-
-    def __exit__(self, *exc):
-        dr.set_expand_threshold(self.saved)
-        return False
-
-
 def block_index(Index, n_blocks: int, block: int):
     """(block id, index inside the block) for a flat array of ``n_blocks·block`` entries."""
     idx = dr.arange(Index, n_blocks * block)
