@@ -116,6 +116,13 @@ class VolumeIntegrator(ADIntegrator):
     def sigma_at(self, field, p):
         return activate(field.eval(p)[0], self.activation)
 
+    def density_spline(self, ray, length, m, field, seed):
+        """The spline of ``field``'s density at ``m`` (jittered) knots per ray."""
+        t = knot_positions(dr.zeros(mi.Float, dr.width(length)), length, m,
+                           self.uniforms(seed, m, 0) if self.jitter else None)
+        p, _ = self.ray_points(ray, t, m)
+        return Spline(t, self.sigma_at(field, p), m)
+
     def radiance_at(self, p, d):
         return radiance_rgb(self.radiance.eval(p), d)
 
@@ -149,10 +156,7 @@ class RVSIntegrator(VolumeIntegrator):
         n, m, ms = dr.width(length), self.knots, self.samples
         seed = self.ray_seed(sampler, n)
 
-        # Density at the (jittered) knots and its spline (Sec. 3.3)
-        t = knot_positions(dr.zeros(mi.Float, n), length, m, self.uniforms(seed, m, 0) if self.jitter else None)
-        p, _ = self.ray_points(ray, t, m)
-        spline = Spline(t, self.sigma_at(self.density, p), m)
+        spline = self.density_spline(ray, length, m, self.density, seed)     # Sec. 3.3
 
         # Stratified positions t_i = F⁻¹(y_f·v_i), attached to σ (Eq. 8, 12)
         v = stratified_uniforms(self.uniforms(seed, ms, 1), ms, self.stratified)
@@ -194,9 +198,7 @@ class RVSHierIntegrator(VolumeIntegrator):
         n, mc, mf = dr.width(length), self.coarse_knots, self.fine_samples
         seed = self.ray_seed(sampler, n)
 
-        t = knot_positions(dr.zeros(mi.Float, n), length, mc, self.uniforms(seed, mc, 0) if self.jitter else None)
-        p, _ = self.ray_points(ray, t, mc)
-        spline = Spline(t, self.sigma_at(self.coarse or self.density, p), mc)
+        spline = self.density_spline(ray, length, mc, self.coarse or self.density, seed)
 
         u = self.uniforms(seed, mf, 1) if self.jitter else dr.full(mi.Float, 0.5, n * mf)
         t_f, _ = spline.sample(stratified_uniforms(u, mf), mf)      # one per stratum, sorted

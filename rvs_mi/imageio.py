@@ -9,32 +9,41 @@ from .errors import UserError
 
 
 def write_image(path: str, image) -> None:
-    """Write a linear image (tensor or array, H×W×C) as EXR, or as 8-bit sRGB PNG/JPG."""
+    """Write a linear image (tensor or array, H×W×C) as EXR, or as 8-bit sRGB PNG/JPG
+    (``mi.util.write_bitmap``)."""
     import mitsuba as mi
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[..., None]
-    ext = os.path.splitext(path)[1].lower()
-    bitmap = mi.Bitmap(array)
-    if ext == ".exr":
-        bitmap.write(path)
-    elif ext in (".png", ".jpg", ".jpeg"):
-        bitmap.convert(mi.Bitmap.PixelFormat.RGB if array.shape[2] >= 3 else mi.Bitmap.PixelFormat.Y,
-                       mi.Struct.Type.UInt8, srgb_gamma=True).write(path)
-    else:
+    ext = os.path.splitext(path)[1]
+    if ext not in (".exr", ".png", ".jpg", ".jpeg"):
         raise UserError(f"unsupported image format {ext!r} for {path}: use .exr or .png")
+    mi.util.write_bitmap(path, _hwc(image), write_async=False)
+
+
+def srgb8(image) -> np.ndarray:
+    """The 8-bit sRGB encoding (H×W×3 uint8) of a linear image, as :func:`write_image` writes PNGs."""
+    import mitsuba as mi
+    return np.array(mi.util.convert_to_bitmap(_hwc(image)[..., :3], uint8_srgb=True))
+
+
+def _hwc(image) -> np.ndarray:
+    array = np.asarray(image, dtype=np.float32)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def open_bitmap(path: str, what: str = "image"):
+    """``mi.Bitmap(path)``, or a ``UserError`` naming ``what`` and the file."""
+    import mitsuba as mi
+    if not os.path.isfile(path):
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return mi.Bitmap(path)
+    except Exception as exc:
+        raise UserError(f"cannot read {what} {path}: {exc}") from None
 
 
 def read_image(path: str) -> np.ndarray:
     """Read an image as linear float32 H×W×C (PNG/JPG are converted from sRGB)."""
     import mitsuba as mi
-    if not os.path.isfile(path):
-        raise UserError(f"image not found: {path}")
-    try:
-        bitmap = mi.Bitmap(path)
-    except Exception as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from None
-    bitmap = bitmap.convert(component_format=mi.Struct.Type.Float32, srgb_gamma=False)
+    bitmap = open_bitmap(path).convert(component_format=mi.Struct.Type.Float32, srgb_gamma=False)
     return np.array(bitmap)
 
 

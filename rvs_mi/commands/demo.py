@@ -68,6 +68,7 @@ def run(args) -> int:
         err_text = "-" if err is None else f"{100 * err:.2f}%"
         lines.append(f"{name:<28}{s['psnr_initial']:>11.2f} {s['psnr_final']:>11.2f} "
                      f"{s['ssim_final']:>11.3f} {err_text:>10} {s['time_s']:>6.0f}s")
+    lines.append("PSNR (dB) and SSIM of held-out views, on 8-bit sRGB images")
     lines.append(f"total {total:.0f} s; images and plots under {out}/volume and {out}/sdf")
     print("\n".join(lines))
     with open(os.path.join(out, "summary.json"), "w") as f:

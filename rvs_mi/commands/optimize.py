@@ -24,14 +24,14 @@ def run(args) -> int:
     from ..optimize.loop import run_optimization
 
     config = load_config(args.config, args.overrides)
-    out_dir = args.output or config["output"]["dir"]
+    out_dir = args.output or config.output.dir
     parent = os.path.dirname(os.path.abspath(out_dir))
     if not os.path.isdir(parent) and not os.path.isdir(os.path.dirname(parent)):
         raise UserError(f"cannot write to {out_dir}: {parent} does not exist")
     init(args.variant)
     summary = run_optimization(config, out_dir, resume=args.resume)
     print(f"optimize: {summary['steps']} steps in {summary['time_s']:.1f} s; "
-          f"{'held-out' if summary['heldout'] else 'training-view'} PSNR "
+          f"{'held-out' if summary['heldout'] else 'training-view'} sRGB PSNR "
           f"{summary['psnr_initial']:.2f} -> {summary['psnr_final']:.2f} dB, SSIM "
           f"{summary['ssim_initial']:.3f} -> {summary['ssim_final']:.3f}")
     print(f"optimize: wrote {out_dir}/metrics.csv, curves.png, comparison.png, summary.json")

@@ -1,15 +1,18 @@
 """Inverse rendering behind ``rvs-mi optimize``: configs, datasets, cameras, the loop.
 
-- :mod:`.config`: the TOML schema, validation and ``--set`` overrides.
+- :mod:`.config`: the schema (typed sections), validation and ``--set`` overrides.
 - :mod:`.dataset`: NeRF-synthetic datasets (read and write).
 - :mod:`.cameras`: camera rigs and the OpenGL ↔ Mitsuba camera convention.
-- :mod:`.problem`: scene, optimized keys and references; :mod:`.loop`: the steps of a run;
-  :mod:`.checkpoint`: checkpoints; :mod:`.report`: metrics table and plots.
-- :mod:`.losses`, :mod:`.metrics`: image losses, grid regularizers, PSNR/SSIM.
+- :mod:`.problem`: scene, optimized keys and references; :mod:`.step`: one optimization step;
+  :mod:`.loop`: a whole run; :mod:`.checkpoint`: checkpoints; :mod:`.report`: evaluation,
+  metrics table, summary and plots.
+- :mod:`.losses`, :mod:`.metrics`: image losses, grid regularizers, PSNR/SSIM (sRGB, 8 bits).
 """
-from .config import SCHEMA, load_config, validate
+from .config import SCHEMA, Config, load_config, validate
 from .dataset import Split, load_dataset, render_dataset
-from .loop import run_optimization, setup_problem
+from .loop import run_optimization
+from .problem import Problem, setup_problem
+from .step import step
 
-__all__ = ["SCHEMA", "load_config", "validate", "Split", "load_dataset", "render_dataset",
-           "run_optimization", "setup_problem"]
+__all__ = ["SCHEMA", "Config", "load_config", "validate", "Split", "load_dataset", "render_dataset",
+           "run_optimization", "Problem", "setup_problem", "step"]

@@ -26,18 +26,15 @@ def gl_to_mitsuba(c2w: np.ndarray) -> np.ndarray:
 
 
 def look_at(origin, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """Mitsuba camera-to-world matrix (as ``mi.ScalarTransform4f().look_at``)."""
+    """Mitsuba camera-to-world matrix ``mi.ScalarTransform4f().look_at`` as a float64 array;
+    a view along ``up`` takes +z as its up vector instead."""
+    import mitsuba as mi
     origin, target, up = (np.asarray(v, dtype=np.float64) for v in (origin, target, up))
     forward = target - origin
-    forward /= np.linalg.norm(forward)
-    left = np.cross(up, forward)
-    if np.linalg.norm(left) < 1e-8:  # looking along `up`: pick another up vector
-        left = np.cross(np.array([0.0, 0.0, 1.0]), forward)
-    left /= np.linalg.norm(left)
-    new_up = np.cross(forward, left)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = left, new_up, forward, origin
-    return m
+    if np.linalg.norm(np.cross(up, forward)) < 1e-8 * np.linalg.norm(forward):
+        up = np.array([0.0, 0.0, 1.0])
+    m = mi.ScalarTransform4f().look_at(origin=origin.tolist(), target=target.tolist(), up=up.tolist())
+    return np.array(m.matrix, dtype=np.float64)
 
 
 def rig_positions(kind: str, count: int, radius: float, center=(0.0, 0.0, 0.0), seed: int = 0,

@@ -1,11 +1,14 @@
-"""Checkpoints of ``rvs-mi optimize``: parameters, Adam moments and sampler state in one ``.npz``.
+"""Checkpoints of ``rvs-mi optimize``: the optimizer and the sampler state in one ``.npz``.
 
-Written to a temporary file and renamed, so a run killed while writing keeps the previous one.
+The optimizer is stored as its pickle (Dr.Jit's optimizers pickle their whole
+state: parameter values, learning rates and every moment, e.g. Adam's
+``t``, ``m``, ``v`` and AMSGrad's ``v_max``), so no field layout is assumed.
+The file is written to a temporary name and renamed, so a run killed while
+writing keeps the previous checkpoint.
 """
-from __future__ import annotations
-
 import json
 import os
+import pickle
 
 import numpy as np
 
@@ -15,21 +18,17 @@ CHECKPOINT = "checkpoint.npz"
 
 
 def save_checkpoint(path: str, step: int, opt, keys, sampler=None) -> None:
-    arrays = {"step": np.array(step)}
-    for i, key in enumerate(keys):
-        value, _promoted, _lr, extra = opt.state[key]
-        arrays[f"p{i}_value"] = np.array(value)
-        arrays[f"p{i}_t"] = np.array(extra[0])
-        arrays[f"p{i}_m"] = np.array(extra[1])
-        arrays[f"p{i}_v"] = np.array(extra[2])
-    meta = {"keys": list(keys), "sampler": sampler.state_dict() if sampler is not None else None}
-    arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
+    meta = {"step": int(step), "keys": list(keys),
+            "sampler": sampler.state_dict() if sampler is not None else None}
+    arrays = {"optimizer": np.frombuffer(pickle.dumps(opt), dtype=np.uint8),
+              "meta": np.array(json.dumps(meta, default=json_default))}
     tmp = path + ".tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
-def _json_default(obj):
+def json_default(obj):
+    """JSON encoding of NumPy arrays and scalars (decoded by :func:`_json_hook`)."""
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
     if isinstance(obj, (np.integer, np.floating)):
@@ -43,27 +42,20 @@ def _json_hook(obj):
     return obj
 
 
-def load_checkpoint(path: str, opt, problem, sampler=None) -> int:
-    """Restore parameter values and Adam moments; returns the next step to run."""
-    import drjit as dr
+def load_checkpoint(path: str, keys, sampler=None):
+    """(optimizer, next step) from a checkpoint; restores ``sampler``'s state in place."""
     if not os.path.isfile(path):
         raise UserError(f"--resume: no checkpoint at {path}")
     try:
-        data = np.load(path)
-        meta = json.loads(str(data["meta"]), object_hook=_json_hook)
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]), object_hook=_json_hook)
+            opt = pickle.loads(data["optimizer"].tobytes())
     except Exception as exc:
         raise UserError(f"--resume: unreadable checkpoint {path}: {exc}") from None
-    if meta["keys"] != list(problem.keys):
-        raise UserError(f"--resume: checkpoint optimizes {meta['keys']}, config asks for {problem.keys}")
-    for i, key in enumerate(problem.keys):
-        opt[key] = type(opt[key])(data[f"p{i}_value"])
-        stored, promoted, lr, extra = opt.state[key]
-        flat = type(extra[1])
-        extra = (type(extra[0])(data[f"p{i}_t"]), flat(data[f"p{i}_m"].ravel()), flat(data[f"p{i}_v"].ravel()),
-                 extra[3])
-        dr.make_opaque(extra)
-        opt.state[key] = (stored, promoted, lr, extra)
+    if meta["keys"] != list(keys):
+        raise UserError(f"--resume: checkpoint optimizes {meta['keys']}, config asks for {list(keys)}")
+    for key in opt.keys():
+        opt[key] = opt[key]      # a pickle holds values only: enable their gradients again
     if sampler is not None and meta.get("sampler") is not None:
         sampler.load_state_dict(meta["sampler"])
-    problem.params.update(opt)
-    return int(data["step"]) + 1
+    return opt, int(meta["step"]) + 1

@@ -1,92 +1,142 @@
-"""``rvs-mi optimize`` configuration: TOML, validated against one schema.
+"""``rvs-mi optimize`` configuration: TOML read into typed sections.
 
-Every key has a type and a default; unknown keys are reported with the closest
-valid ones, wrong types with the expected one. ``--set section.key=value``
-overrides (the value parsed as TOML, or taken as a string).
+The section dataclasses below are the one schema: each field's type, default,
+help text and range. :func:`validate` fills defaults, reports unknown keys
+with the closest valid ones and wrong types with the expected one, and
+returns a :class:`Config`. ``--set section.key=value`` overrides a value
+(parsed as TOML, or taken as a string).
 """
-from __future__ import annotations
-
 import copy
+import dataclasses
 import difflib
 import math
 import os
 import tomllib
+from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..sampling.defaults import SAMPLER_DEFAULTS, SAMPLERS, STATISTICS, VIEW_CHOICES
+from .losses import DEFAULT_LOSS, LOSSES
 
 REQUIRED = object()
+SCHEDULES = ("constant", "cosine", "exponential")
 
-# section -> key -> (type(s), default, help)
-SCHEMA: dict[str, dict[str, tuple]] = {
-    "scene": {
-        "file": (str, REQUIRED, "Mitsuba XML scene to optimize (its integrator renders)"),
-        "defines": (dict, {}, "substitutions for $key in the XML"),
-        "neural": (dict, {}, "volume integrators: replace the density/radiance grids by neural "
-                             "fields (rvs_mi.volume.neural options; {} = grids)"),
-        "neural_sdf": (dict, {}, "SDF integrators: replace the SDF by a neural SDF "
-                                 "(rvs_mi.sdf.neural options; {} = keep the scene's SDF)"),
-    },
-    "references": {
-        "dataset": (str, "", "NeRF-synthetic folder (transforms_train.json, ...)"),
-        "scene": (str, "", "reference scene rendered on a camera rig instead of a dataset"),
-        "defines": (dict, {}, "substitutions for the reference scene"),
-        "views": (int, 8, "training views rendered from the reference scene"),
-        "test_views": (int, 2, "held-out views rendered from the reference scene"),
-        "res": (int, 64, "image resolution (datasets are resized to it)"),
-        "spp": (int, 256, "samples per pixel of rendered references"),
-        "rig": (str, "sphere", "camera rig: sphere | hemisphere | turntable"),
-        "fov": (float, 40.0, "horizontal field of view (degrees) of rendered references"),
-        "radius": (float, 0.0, "camera distance (0: frame the reference scene's bounding box)"),
-        "background": (list, [0.0, 0.0, 0.0], "colour behind transparent dataset pixels"),
-        "max_views": (int, 0, "use at most this many dataset views (0: all)"),
-        "seed": (int, 0, "seed of the camera rig"),
-    },
-    "optimize": {
-        "params": (list, REQUIRED, "mi.traverse keys or regular expressions to optimize"),
-        "steps": (int, 100, "optimization steps"),
-        "spp": (int, 4, "samples per pixel of the primal render"),
-        "spp_grad": (int, 0, "samples per pixel of the gradient pass (0: same as spp)"),
-        "lr": (float, 0.02, "Adam learning rate"),
-        "lr_scale": (dict, {}, "per-parameter learning-rate factors: {regex = factor}"),
-        "lr_schedule": (str, "constant", "constant | cosine | exponential"),
-        "lr_final": (float, 0.1, "final learning rate as a fraction of lr (cosine/exponential)"),
-        "loss": (str, "l1", "l1 | l2 | huber"),
-        "huber_delta": (float, 0.1, "Huber loss threshold"),
-        "multiscale": (int, 1, "levels of the image pyramid in the loss (1: off; full images only)"),
-        "clamp": (dict, {}, "value ranges applied after each step: {regex = [lo, hi]}"),
-        "seed": (int, 0, "seed of rendering, view choice and pixel sampling"),
-        "truth": (dict, {}, "true parameter values {key = value} to log parameter error"),
-    },
-    "sampler": {
-        "name": (str, "full", "full | uniform | adaptive"),
-        "budget": (float, 0.1, "pixel samples per step: a fraction of the image (<=1) or a count"),
-        "beta": (float, 0.2, "uniform mixing weight of the adaptive sampler, in (0, 1]"),
-        "rebuild_every": (int, 10, "steps between rebuilds of the adaptive distribution"),
-        "tile": (int, 4, "tile size of the adaptive statistics in pixels"),
-        "statistic": (str, "residual", "adaptive statistic: residual | gradient (see rvs_mi.sampling)"),
-        "view_choice": (str, "uniform", "uniform | adaptive"),
-    },
-    "upsample": {
-        "initial_resolution": (int, 0, "resample the grids to this resolution before step 0 (0: keep)"),
-        "at_steps": (list, [], "steps at which grids double their resolution"),
-        "params": (list, [], "keys/regexes of the grids to upsample (default: optimized tensors)"),
-    },
-    "regularizers": {
-        "tv": (float, 0.0, "total-variation weight on 3-D grid parameters"),
-        "laplacian": (float, 0.0, "Laplacian (smoothness) weight on 3-D grid parameters"),
-        "params": (list, [], "keys/regexes the regularizers apply to (default: all 3-D grids)"),
-        "eikonal": (float, 0.0, "eikonal weight mean(|grad f| - 1)^2 for a neural SDF"),
-        "eikonal_points": (int, 1024, "random points per step of the eikonal term"),
-        "redistance_every": (int, 0, "redistance SDF grids every N steps (0: never)"),
-        "sdf_params": (list, [], "keys/regexes of SDF grids to redistance"),
-    },
-    "output": {
-        "dir": (str, "out/optimize", "output folder (overridden by -o)"),
-        "checkpoint_every": (int, 25, "steps between checkpoints (0: only at the end)"),
-        "snapshot_every": (int, 0, "steps between image snapshots (0: none)"),
-        "eval_spp": (int, 64, "samples per pixel of held-out evaluation renders"),
-    },
-}
+
+def key(default, help: str, *, min=None, choices=None):
+    """A config field: default (``REQUIRED`` for none), help text, lowest value, allowed values."""
+    meta = {"help": help, "min": min, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class SceneSection:
+    file: str = key(REQUIRED, "Mitsuba XML scene to optimize (its integrator renders)")
+    defines: dict = key({}, "substitutions for $key in the XML")
+    neural: dict = key({}, "volume integrators: replace the density/radiance grids by neural "
+                           "fields (rvs_mi.volume.attach_neural_fields options; {} = grids)")
+    neural_sdf: dict = key({}, "SDF integrators: replace the SDF by a neural SDF "
+                               "(rvs_mi.sdf.attach_neural_sdf options; {} = keep the scene's SDF)")
+
+
+@dataclass
+class ReferencesSection:
+    dataset: str = key("", "NeRF-synthetic folder (transforms_train.json, ...)")
+    scene: str = key("", "reference scene rendered on a camera rig instead of a dataset")
+    defines: dict = key({}, "substitutions for the reference scene")
+    views: int = key(8, "training views rendered from the reference scene", min=1)
+    test_views: int = key(2, "held-out views rendered from the reference scene", min=0)
+    res: int = key(64, "image resolution (datasets are resized to it)", min=1)
+    spp: int = key(256, "samples per pixel of rendered references", min=1)
+    rig: str = key("sphere", "camera rig", choices=("sphere", "hemisphere", "turntable"))
+    fov: float = key(40.0, "horizontal field of view (degrees) of rendered references")
+    radius: float = key(0.0, "camera distance (0: frame the reference scene's bounding box)", min=0.0)
+    background: list = key([0.0, 0.0, 0.0], "colour behind transparent dataset pixels")
+    max_views: int = key(0, "use at most this many dataset views (0: all)", min=0)
+    seed: int = key(0, "seed of the camera rig")
+
+
+@dataclass
+class OptimizeSection:
+    params: list = key(REQUIRED, "mi.traverse keys or regular expressions to optimize")
+    steps: int = key(100, "optimization steps", min=1)
+    spp: int = key(4, "samples per pixel of the primal render", min=1)
+    spp_grad: int = key(0, "samples per pixel of the gradient pass (0: same as spp)", min=0)
+    lr: float = key(0.02, "Adam learning rate")
+    lr_scale: dict = key({}, "per-parameter learning-rate factors: {regex = factor}")
+    lr_schedule: str = key("constant", "learning-rate schedule", choices=SCHEDULES)
+    lr_final: float = key(0.1, "final learning rate as a fraction of lr (cosine/exponential)")
+    loss: str = key(DEFAULT_LOSS, "image loss", choices=LOSSES)
+    huber_delta: float = key(0.1, "Huber loss threshold")
+    multiscale: int = key(1, "levels of the image pyramid in the loss (1: off; full images only)", min=1)
+    clamp: dict = key({}, "value ranges applied after each step: {regex = [lo, hi]}")
+    seed: int = key(0, "seed of rendering, view choice and pixel sampling")
+    truth: dict = key({}, "true parameter values {key = value} to log parameter error")
+
+
+@dataclass
+class SamplerSection:
+    name: str = key("full", "pixel sampler", choices=SAMPLERS)
+    budget: float = key(SAMPLER_DEFAULTS["budget"],
+                        "pixel samples per step: a fraction of the image (<=1) or a count")
+    beta: float = key(SAMPLER_DEFAULTS["beta"], "uniform mixing weight of the adaptive sampler, in (0, 1]")
+    rebuild_every: int = key(SAMPLER_DEFAULTS["rebuild_every"],
+                             "steps between rebuilds of the adaptive distribution", min=1)
+    tile: int = key(SAMPLER_DEFAULTS["tile"], "tile size of the adaptive statistics in pixels", min=1)
+    statistic: str = key(SAMPLER_DEFAULTS["statistic"], "adaptive statistic (see rvs_mi.sampling)",
+                         choices=STATISTICS)
+    view_choice: str = key(SAMPLER_DEFAULTS["view_choice"], "view choice", choices=VIEW_CHOICES)
+
+
+@dataclass
+class UpsampleSection:
+    initial_resolution: int = key(0, "resample the grids to this resolution before step 0 (0: keep)", min=0)
+    at_steps: list = key([], "steps at which grids double their resolution")
+    params: list = key([], "keys/regexes of the grids to upsample (default: optimized tensors)")
+
+
+@dataclass
+class RegularizersSection:
+    tv: float = key(0.0, "total-variation weight on 3-D grid parameters", min=0.0)
+    laplacian: float = key(0.0, "Laplacian (smoothness) weight on 3-D grid parameters", min=0.0)
+    params: list = key([], "keys/regexes the regularizers apply to (default: all 3-D grids)")
+    eikonal: float = key(0.0, "eikonal weight mean(|grad f| - 1)^2 for a neural SDF", min=0.0)
+    eikonal_points: int = key(1024, "random points per step of the eikonal term", min=1)
+    redistance_every: int = key(0, "redistance SDF grids every N steps (0: never)", min=0)
+    sdf_params: list = key([], "keys/regexes of SDF grids to redistance")
+
+
+@dataclass
+class OutputSection:
+    dir: str = key("out/optimize", "output folder (overridden by -o)")
+    checkpoint_every: int = key(25, "steps between checkpoints (0: only at the end)", min=0)
+    snapshot_every: int = key(0, "steps between image snapshots (0: none)", min=0)
+    eval_spp: int = key(64, "samples per pixel of held-out evaluation renders", min=1)
+
+
+@dataclass
+class Config:
+    scene: SceneSection
+    references: ReferencesSection
+    optimize: OptimizeSection
+    sampler: SamplerSection
+    upsample: UpsampleSection
+    regularizers: RegularizersSection
+    output: OutputSection
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (TOML/JSON-friendly), section -> key -> value."""
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+#: section -> key -> (type, default, help): the schema as a table (``rvs-mi optimize --keys``).
+SCHEMA = {name: {f.name: (f.type, REQUIRED if f.default is REQUIRED else
+                          (f.default_factory() if f.default is dataclasses.MISSING else f.default),
+                          f.metadata["help"]) for f in dataclasses.fields(cls)}
+          for name, cls in SECTIONS.items()}
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
                dict: "a table", bool: "true/false"}
@@ -97,69 +147,65 @@ def _closest(word, options):
     return f" (closest valid: {', '.join(close)})" if close else f" (valid: {', '.join(options)})"
 
 
-def _check_type(where, value, kind):
+def _check_field(where, value, f):
+    kind = f.type
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise UserError(f"config {where}: expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}")
+    if f.metadata["choices"] is not None and value not in f.metadata["choices"]:
+        raise UserError(f"config {where} = {value!r}: choose one of {', '.join(f.metadata['choices'])}")
+    lo = f.metadata["min"]
+    if lo is not None and not value >= lo:
+        raise UserError(f"config {where} must be >= {lo} (got {value})")
     return value
 
 
-def validate(raw: dict, base_dir: str = ".") -> dict:
-    """Fill defaults, check keys and types; resolve file paths relative to ``base_dir``."""
-    config = {}
-    for section in raw:
-        if section not in SCHEMA:
-            raise UserError(f"unknown config section [{section}]{_closest(section, SCHEMA)}")
-        if not isinstance(raw[section], dict):
-            raise UserError(f"config [{section}] must be a table")
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
-        out = {}
-        for key in given:
-            if key not in keys:
-                raise UserError(f"unknown config key {section}.{key}{_closest(key, keys)}")
-        for key, (kind, default, _) in keys.items():
-            if key in given:
-                out[key] = _check_type(f"{section}.{key}", given[key], kind)
-            elif default is REQUIRED:
-                raise UserError(f"config is missing {section}.{key}")
-            else:
-                out[key] = copy.deepcopy(default)
-        config[section] = out
+def _section(name, cls, given):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in given:
+        if k not in fields:
+            raise UserError(f"unknown config key {name}.{k}{_closest(k, fields)}")
+    values = {}
+    for k, f in fields.items():
+        if k in given:
+            values[k] = _check_field(f"{name}.{k}", given[k], f)
+        elif f.default is REQUIRED:
+            raise UserError(f"config is missing {name}.{k}")
+    return cls(**values)
+
+
+def validate(raw: dict, base_dir: str = ".") -> Config:
+    """Fill defaults, check keys, types and values; resolve file paths relative to ``base_dir``."""
+    for name in raw:
+        if name not in SECTIONS:
+            raise UserError(f"unknown config section [{name}]{_closest(name, SECTIONS)}")
+        if not isinstance(raw[name], dict):
+            raise UserError(f"config [{name}] must be a table")
+    config = Config(**{name: _section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()})
     _check_values(config)
-    for section, key in (("scene", "file"), ("references", "dataset"), ("references", "scene")):
-        value = config[section][key]
+    for section, k in (("scene", "file"), ("references", "dataset"), ("references", "scene")):
+        value = getattr(getattr(config, section), k)
         if value and not os.path.isabs(value):
-            config[section][key] = os.path.normpath(os.path.join(base_dir, value))
+            setattr(getattr(config, section), k, os.path.normpath(os.path.join(base_dir, value)))
     return config
 
 
-def _check_values(c: dict) -> None:
-    opt, ref, smp = c["optimize"], c["references"], c["sampler"]
-    if bool(ref["dataset"]) == bool(ref["scene"]):
+def _check_values(c: Config) -> None:
+    """Checks that involve more than one field's type and range."""
+    opt, ref = c.optimize, c.references
+    if bool(ref.dataset) == bool(ref.scene):
         raise UserError("config [references] needs exactly one of dataset = FOLDER or scene = FILE")
-    if not opt["params"] or not all(isinstance(p, str) for p in opt["params"]):
+    if not opt.params or not all(isinstance(p, str) for p in opt.params):
         raise UserError("config optimize.params must be a non-empty list of key strings")
-    for name, value in (("optimize.steps", opt["steps"]), ("optimize.spp", opt["spp"]),
-                        ("references.res", ref["res"]), ("references.spp", ref["spp"]),
-                        ("references.views", ref["views"]), ("optimize.multiscale", opt["multiscale"]),
-                        ("output.eval_spp", c["output"]["eval_spp"])):
-        if value < 1:
-            raise UserError(f"config {name} must be >= 1 (got {value})")
-    if not (opt["lr"] > 0 and math.isfinite(opt["lr"])):
-        raise UserError(f"config optimize.lr must be > 0 (got {opt['lr']})")
-    for key, allowed in (("loss", ("l1", "l2", "huber")), ("lr_schedule", ("constant", "cosine", "exponential"))):
-        if opt[key] not in allowed:
-            raise UserError(f"config optimize.{key} = {opt[key]!r}: choose one of {', '.join(allowed)}")
-    if smp["name"] not in ("full", "uniform", "adaptive"):
-        raise UserError(f"config sampler.name = {smp['name']!r}: choose one of full, uniform, adaptive")
-    for key, rng in opt["clamp"].items():
+    if not (opt.lr > 0 and math.isfinite(opt.lr)):
+        raise UserError(f"config optimize.lr must be > 0 (got {opt.lr})")
+    for k, rng in opt.clamp.items():
         if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)):
-            raise UserError(f"config optimize.clamp.{key} must be [lo, hi]")
+            raise UserError(f"config optimize.clamp.{k} must be [lo, hi]")
 
 
-def load_config(path: str, overrides=()) -> dict:
+def load_config(path: str, overrides=()) -> Config:
     """Read, override (``section.key=value``) and validate a TOML config."""
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path}")
@@ -177,9 +223,9 @@ def apply_override(raw: dict, item: str) -> None:
     if "=" not in item or "." not in item.split("=", 1)[0]:
         raise UserError(f"malformed --set {item!r}: expected section.key=value")
     dotted, text = item.split("=", 1)
-    section, key = dotted.split(".", 1)
+    section, name = dotted.split(".", 1)
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
-    raw.setdefault(section, {})[key] = value
+    raw.setdefault(section, {})[name] = value

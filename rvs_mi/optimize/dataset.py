@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..imageio import open_bitmap
 from .cameras import gl_to_mitsuba, look_at, make_sensor, mitsuba_to_gl, rig_positions, split_views
 
 
@@ -122,12 +123,7 @@ def load_dataset(folder: str, split: str = "train", res: int | None = None, back
             raise UserError(f"unreadable dataset {path}: bad frame ({exc})") from None
         if not os.path.splitext(file)[1]:
             file += ".png"
-        if not os.path.isfile(file):
-            raise UserError(f"unreadable dataset {folder}: image {file} is missing")
-        try:
-            bitmap = mi.Bitmap(file)
-        except Exception as exc:
-            raise UserError(f"unreadable dataset image {file}: {exc}") from None
+        bitmap = open_bitmap(file, "dataset image")
         if res is not None and tuple(bitmap.size()) != (res, res):
             bitmap = bitmap.convert(component_format=mi.Struct.Type.Float32, srgb_gamma=False)
             bitmap = bitmap.resample([res, res])

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import drjit as dr
 
+LOSSES = ("l1", "l2", "huber")
+DEFAULT_LOSS = "l2"
 
-def pixel_loss(pred, ref, kind: str = "l1", delta: float = 0.1):
+
+def pixel_loss(pred, ref, kind: str = DEFAULT_LOSS, delta: float = 0.1):
     """Per-entry loss ℓ(pred − ref): ``l1`` |r|, ``l2`` r², ``huber`` (quadratic below delta)."""
     r = pred - ref
     if kind == "l1":
@@ -15,7 +18,7 @@ def pixel_loss(pred, ref, kind: str = "l1", delta: float = 0.1):
     return dr.select(a <= delta, 0.5 * dr.square(r), delta * (a - 0.5 * delta))
 
 
-def image_loss(image, ref, kind: str = "l1", delta: float = 0.1, levels: int = 1):
+def image_loss(image, ref, kind: str = DEFAULT_LOSS, delta: float = 0.1, levels: int = 1):
     """Mean pixel loss of an H×W×C image tensor; ``levels`` > 1 adds 2× box-downsampled
     pyramid levels (each level's mean loss weighted equally)."""
     total = dr.mean(pixel_loss(image, ref, kind, delta), axis=None)

@@ -57,22 +57,21 @@ def _render_references(config: dict, seed_offset: int = 0):
     import drjit as dr
     import mitsuba as mi
     from ..scene import load_scene
-    ref = config["references"]
-    scene = load_scene(ref["scene"], {k: str(v) for k, v in ref["defines"].items()})
-    center, radius = framing(scene, ref["fov"])
-    if ref["radius"] > 0:
-        radius = ref["radius"]
-    total = ref["views"] + ref["test_views"]
-    train_pos, test_pos = split_views(rig_positions(ref["rig"], total, radius, center, ref["seed"]),
-                                      ref["test_views"])
+    ref = config.references
+    scene = load_scene(ref.scene, {k: str(v) for k, v in ref.defines.items()})
+    center, radius = framing(scene, ref.fov)
+    if ref.radius > 0:
+        radius = ref.radius
+    train_pos, test_pos = split_views(rig_positions(ref.rig, ref.views + ref.test_views, radius, center,
+                                                    ref.seed), ref.test_views)
     splits = []
     for name, poses in (("train", train_pos), ("test", test_pos)):
-        split = Split([], [], [], ref["fov"], [])
+        split = Split([], [], [], ref.fov, [])
         for i, pos in enumerate(poses):
             c2w = look_at(pos, center)
-            sensor = make_sensor(c2w, ref["fov"], ref["res"], spp=4)
+            sensor = make_sensor(c2w, ref.fov, ref.res, spp=4)
             with dr.suspend_grad():
-                image = mi.render(scene, sensor=sensor, spp=ref["spp"], seed=10007 + i + 1000 * len(splits))
+                image = mi.render(scene, sensor=sensor, spp=ref.spp, seed=10007 + i + 1000 * len(splits))
             split.sensors.append(sensor)
             split.images.append(np.array(image, dtype=np.float32)[..., :3])
             split.c2w.append(c2w)
@@ -84,22 +83,22 @@ def _render_references(config: dict, seed_offset: int = 0):
 def setup_problem(config: dict) -> Problem:
     import mitsuba as mi
     from ..scene import load_scene
-    scene = load_scene(config["scene"]["file"], {k: str(v) for k, v in config["scene"]["defines"].items()})
-    if config["scene"]["neural"]:
+    scene = load_scene(config.scene.file, {k: str(v) for k, v in config.scene.defines.items()})
+    if config.scene.neural:
         from ..volume.neural import attach_neural_fields
-        attach_neural_fields(scene.integrator(), **config["scene"]["neural"])
-    if config["scene"]["neural_sdf"]:
+        attach_neural_fields(scene.integrator(), **config.scene.neural)
+    if config.scene.neural_sdf:
         from ..sdf.neural import attach_neural_sdf
-        attach_neural_sdf(scene.integrator(), **config["scene"]["neural_sdf"])
-    ref = config["references"]
-    if ref["dataset"]:
-        kwargs = dict(res=ref["res"], background=ref["background"], max_views=ref["max_views"] or None)
-        train = load_dataset(ref["dataset"], "train", **kwargs)
-        test_file = os.path.join(ref["dataset"], "transforms_test.json")
-        test = load_dataset(ref["dataset"], "test", **kwargs) if os.path.isfile(test_file) else None
+        attach_neural_sdf(scene.integrator(), **config.scene.neural_sdf)
+    ref = config.references
+    if ref.dataset:
+        kwargs = dict(res=ref.res, background=ref.background, max_views=ref.max_views or None)
+        train = load_dataset(ref.dataset, "train", **kwargs)
+        test_file = os.path.join(ref.dataset, "transforms_test.json")
+        test = load_dataset(ref.dataset, "test", **kwargs) if os.path.isfile(test_file) else None
     else:
         train, test = _render_references(config)
     params = mi.traverse(scene)
-    keys = resolve_keys(params, config["optimize"]["params"])
+    keys = resolve_keys(params, config.optimize.params)
     refs = [mi.TensorXf(img) for img in train.images]
     return Problem(scene, params, keys, train, test, refs)

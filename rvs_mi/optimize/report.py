@@ -1,13 +1,44 @@
-"""Outputs of ``rvs-mi optimize``: the metrics table and the plots."""
-from __future__ import annotations
-
+"""Outputs of ``rvs-mi optimize``: evaluation, the metrics table, the summary and the plots."""
 import csv
+import math
 import os
 
+import drjit as dr
+import mitsuba as mi
 import numpy as np
+
+from ..errors import UserError
+from .metrics import psnr, psnr_linear, ssim
 
 METRICS = "metrics.csv"
 METRIC_FIELDS = ["step", "loss", "train_psnr", "lr", "elapsed_s", "pixels", "param_error"]
+
+
+def evaluate(scene, split, spp: int, seed: int = 12345):
+    """Render every view of ``split``: (images, mean sRGB PSNR, mean SSIM, mean linear PSNR)."""
+    images = []
+    with dr.suspend_grad():
+        for i, sensor in enumerate(split.sensors):
+            images.append(np.array(mi.render(scene, sensor=sensor, spp=spp, seed=seed + i),
+                                   dtype=np.float32)[..., :3])
+    pairs = list(zip(images, split.images))
+    return (images, float(np.mean([psnr(a, b) for a, b in pairs])),
+            float(np.mean([ssim(a, b) for a, b in pairs])), float(np.mean([psnr_linear(a, b) for a, b in pairs])))
+
+
+def parameter_error(truth: dict, params):
+    """Relative L2 error ‖θ − θ*‖/‖θ*‖ of the parameters that have a ``truth`` value; None if none."""
+    if not truth:
+        return None
+    num = den = 0.0
+    for key, value in truth.items():
+        if key not in params.keys():
+            raise UserError(f"config optimize.truth: {key!r} is not a parameter of the scene")
+        current = np.array(params[key], dtype=np.float64).ravel()
+        target = np.broadcast_to(np.asarray(value, dtype=np.float64).ravel(), current.shape)
+        num += float(np.sum((current - target) ** 2))
+        den += float(np.sum(target ** 2))
+    return math.sqrt(num / max(den, 1e-30))
 
 
 def write_metrics(path: str, rows) -> None:
