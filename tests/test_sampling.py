@@ -1,4 +1,5 @@
 """Pixel samplers and sparse-pixel rendering (issue 6)."""
+import dataclasses
 import json
 
 import drjit as dr
@@ -128,20 +129,27 @@ def _concentrated_losses(n_views):
     return losses.reshape(n_views, P)
 
 
+def _observe_residual(sampler, batch, residual):
+    """observe() a batch whose rendered pixels differ from the reference by ``residual``
+    (one value per sample, in all three channels)."""
+    r = mi.Float(np.asarray(residual, dtype=np.float32))
+    sampler.observe(batch, mi.TensorXf(dr.repeat(r, 3), (batch.size, 3)),
+                    mi.TensorXf(dr.zeros(mi.Float, 3 * batch.size), (batch.size, 3)))
+
+
 def _train(sampler, losses, steps):
     """Feed the sampler residuals r = ℓ of the pixels it draws (as observe() would see them),
     so that its tile statistic sqrt(E r²) is proportional to ℓ, the zero-variance choice for Σ ℓ."""
     for step in range(steps):
         b = sampler.draw(step)
         r = dr.gather(mi.Float, mi.Float(losses.ravel().astype(np.float32)), b.pixel_index + b.view * P)
-        vals = mi.TensorXf(dr.repeat(r, 3), (b.size, 3))
-        sampler.observe(b, vals, mi.TensorXf(dr.zeros(mi.Float, 3 * b.size), (b.size, 3)))
+        _observe_residual(sampler, b, np.array(r))
 
 
 @pytest.mark.parametrize("view_choice,V", [("uniform", 3), ("adaptive", 3), ("uniform", 1)])
-def test_sampler_estimates_are_unbiased_and_weights_bounded(view_choice, V):
-    """E[Σ w ℓ] = mean ℓ over views and pixels for full/uniform/adaptive; adaptive weights
-    ≤ 1/(β N) (× 1/β with adaptive view choice), and adaptive concentrates."""
+def test_estimates_are_unbiased_and_adaptive_ones_vary_less(view_choice, V):
+    """E[Σ w ℓ] = mean ℓ over views and pixels for full/uniform/adaptive (within 4 standard
+    errors of 400 draws), and the trained adaptive sampler's estimates spread less."""
     beta, n = 0.25, 24
     losses = _concentrated_losses(V)
     truth = losses.mean()
@@ -154,32 +162,135 @@ def test_sampler_estimates_are_unbiased_and_weights_bounded(view_choice, V):
         se = est.std() / np.sqrt(len(est))
         assert abs(est.mean() - truth) < 4 * se + 1e-6 * truth, (name, est.mean(), truth, se)
         spread[name] = est.std()
-        b = s.draw(1000)
-        w = np.array(b.weight)
-        if name == "adaptive":
-            bound = 1 / (beta * n) * (1 / beta if view_choice == "adaptive" else 1)
-            assert w.max() <= bound * (1 + 1e-5)
-            q = s.pixel_probabilities(0)
-            assert abs(q.sum() - 1) < 1e-6 and q.min() >= beta / P * (1 - 1e-6)
-            assert q[4:8, 8:12].sum() > 0.3          # the loss tile got most of the mass (uniform: 1/16)
     if V == 1:      # one view: only the pixel choice varies
         assert spread["adaptive"] < 0.3 * spread["uniform"], spread
     else:           # the (shared) view choice adds the same variance to all three
         assert spread["adaptive"] < 0.8 * spread["uniform"], spread
-    if view_choice == "adaptive":
-        assert s._view_prob[0] > 0.6
+
+
+def _full_batch(size, tile, view=0, n_views=1):
+    """Every pixel of one view once, with the tiles of a ``tile`` grid."""
+    batch = sampling.make_sampler("full", image_size=size, n_views=n_views, tile=tile).draw(0)
+    return dataclasses.replace(batch, view=view)
+
+
+def _eq_5_2(s, n_t, beta):
+    """Tile masses m_t = (1 − β) s_t n_t / Σ s n + β n_t / P (5.2)."""
+    return (1 - beta) * s * n_t / np.sum(s * n_t) + beta * n_t / n_t.sum()
+
+
+def test_adaptive_q_is_eq_5_2_of_the_observed_residual():
+    """18×13 pixels in 4×4 tiles (5 × 4 tiles; the last column 2 wide, the last row 1 high).
+    Before the first rebuild q is uniform; after observing a residual of 1 in tile 6, 0.5 in
+    the 2-pixel corner tile 19 and 0.02 elsewhere, the rebuild at step K gives exactly the
+    masses of (5.2), the draws follow them, and each weight is 1/(N·P·q) (5.1)."""
+    size, tile, beta, K, n = (18, 13), 4, 0.25, 4, 200
+    s = sampling.make_sampler("adaptive", image_size=size, budget=n, beta=beta, rebuild_every=K, tile=tile, seed=2)
+    n_t = np.outer([4, 4, 4, 1], [4, 4, 4, 4, 2]).ravel().astype(float)
+    npix = 18 * 13
+    for step in range(K):
+        s.draw(step)
+        assert np.allclose(s.tile_probabilities().ravel(), n_t / npix, rtol=1e-12)
+    batch = _full_batch(size, tile)
+    tiles = np.array(batch.tile)
+    level = np.full(20, 0.02)
+    level[6], level[19] = 1.0, 0.5
+    _observe_residual(s, batch, level[tiles])
+    assert np.allclose(s.tile_statistic().ravel(), level, rtol=1e-6)
+    s.draw(K)                                              # rebuild
+    m = _eq_5_2(level, n_t, beta)
+    assert m[6] > 0.4 and m[19] > 3 * n_t[19] / npix     # both hold several times their uniform share
+    assert np.allclose(s.tile_probabilities().ravel(), m, rtol=1e-6)
+    q = s.pixel_probabilities()
+    assert q.shape == (13, 18) and abs(q.sum() - 1) < 1e-9 and q.min() >= beta / npix * (1 - 1e-9)
+    assert np.allclose(q[4:8, 4:8], m[6] / 16) and np.allclose(q[12, 16:18], m[19] / 2)
+
+    drawn = []
+    for step in range(K + 1, 2 * K):                        # no rebuild: the same q
+        b = s.draw(step)
+        idx, t, w = np.array(b.pixel_index), np.array(b.tile), np.array(b.weight)
+        assert np.array_equal(t, (idx // 18 // tile) * 5 + (idx % 18) // tile)    # the pixel lies in its tile
+        assert np.allclose(w, 1 / (n * npix * m[t] / n_t[t]), rtol=1e-5)           # (5.1)
+        drawn.append(t)
+    freq = np.bincount(np.concatenate(drawn), minlength=20) / (n * (K - 1))
+    se = np.sqrt(m * (1 - m) / (n * (K - 1)))
+    assert np.all(np.abs(freq - m) < 4 * se + 1e-9), np.abs(freq - m) / se
+
+
+def test_adaptive_view_choice_follows_the_views_statistic():
+    """Three views observed with residuals 1, 0.2 and 0.2: after the rebuild r_v = (1 − β) M_v / Σ M + β/V
+    with M_v = Σ_t s_{v,t} n_t; views are drawn with that frequency and weighted by 1/(N·V·r_v)
+    (uniform pixels: the view choice composes with any pixel distribution)."""
+    beta, K, n, V = 0.2, 500, 16, 3
+    s = sampling.make_sampler("uniform", image_size=(W, H), n_views=V, budget=n, beta=beta, rebuild_every=K,
+                              tile=4, view_choice="adaptive", seed=4)
+    assert np.allclose(s.view_probabilities(), 1 / V)
+    for view, level in enumerate((1.0, 0.2, 0.2)):
+        _observe_residual(s, _full_batch((W, H), 4, view, V), np.full(P, level))
+    mass = np.array([1.0, 0.2, 0.2]) * P
+    r = (1 - beta) * mass / mass.sum() + beta / V
+    views = []
+    for step in range(K, 2 * K):                    # one rebuild, at step K
+        b = s.draw(step)
+        assert b.view_prob == pytest.approx(r[b.view], rel=1e-5)      # (float32 sums of 256 samples)
+        assert np.allclose(np.array(b.weight), 1 / (n * V * r[b.view]), rtol=1e-5)
+        views.append(b.view)
+    assert np.allclose(s.view_probabilities(), r, rtol=1e-5)
+    freq = np.bincount(views, minlength=V) / len(views)
+    assert np.all(np.abs(freq - r) < 4 * np.sqrt(r * (1 - r) / len(views))), (freq, r)
+
+
+def _fit(name, seed, size=32, budget=32, steps=60, lr=0.05):
+    """Adam on an image θ "rendered" as itself (values = θ at the batch's pixels) towards a grey
+    target; the start differs from the target only in two 4×4 tiles of the 8×8 tiles. Returns
+    the final RMSE of θ over all pixels."""
+    target = np.full((size, size, 3), 0.5, dtype=np.float32)
+    start = target.copy()
+    start[0:4, 8:12] += 0.4
+    start[size - 4:, 0:4] -= 0.4
+    reference = mi.TensorXf(target)
+    s = sampling.make_sampler(name, image_size=(size, size), budget=budget, beta=0.2, rebuild_every=5, tile=4,
+                              seed=seed)
+    opt = mi.ad.Adam(lr=lr)
+    opt["theta"] = mi.TensorXf(start)
+    for step in range(steps):
+        batch = s.draw(step)
+        values = sampling.gather_pixels(opt["theta"], batch.pixel_index)
+        ref = sampling.gather_reference(reference, batch)
+        dr.backward(sampling.weighted_loss(values, ref, batch, kind="l2"))
+        s.observe(batch, values, ref)
+        opt.step()
+    return float(np.sqrt(np.mean((np.array(opt["theta"]) - target) ** 2)))
+
+
+def test_adaptive_run_beats_a_uniform_run_at_the_same_budget():
+    """Same problem, budget (32 of 1024 pixels per step), steps and seed: the adaptive sampler,
+    which moves most samples onto the two tiles that hold the error, ends with less than half
+    the uniform sampler's error at every seed (measured ratio 0.13-0.17; an adaptive sampler
+    whose q ignores the statistic stays uniform: ratio 0.9-1.2)."""
+    for seed in range(3):
+        uniform, adaptive = _fit("uniform", seed), _fit("adaptive", seed)
+        assert adaptive < 0.5 * uniform, (seed, adaptive, uniform)
 
 
 def test_state_dict_round_trip_resumes_identically():
+    """A JSON round trip of the state (arrays as lists with their dtype, as checkpoints store
+    them) gives the same q, view probabilities, next draws and state, across rebuilds; a
+    sampler without the state draws differently."""
     losses = _concentrated_losses(2)
-    a = sampling.make_sampler("adaptive", image_size=(W, H), n_views=2, budget=20, rebuild_every=4, tile=4,
-                              view_choice="adaptive", seed=5)
+    kwargs = {"image_size": (W, H), "n_views": 2, "budget": 20, "rebuild_every": 4, "tile": 4,
+              "view_choice": "adaptive", "seed": 5}
+    a = sampling.make_sampler("adaptive", **kwargs)
     _train(a, losses, 10)
-    from rvs_mi.optimize.checkpoint import _json_default, _json_hook  # the checkpoint encoding of `rvs-mi optimize`
-    state = json.loads(json.dumps(a.state_dict(), default=_json_default), object_hook=_json_hook)
-    b = sampling.make_sampler("adaptive", image_size=(W, H), n_views=2, budget=20, rebuild_every=4, tile=4,
-                              view_choice="adaptive", seed=5)
+    state = json.loads(json.dumps(a.state_dict(), default=lambda x: {"array": x.tolist(), "dtype": str(x.dtype)}),
+                       object_hook=lambda d: np.array(d["array"], dtype=d["dtype"]) if "array" in d else d)
+    b = sampling.make_sampler("adaptive", **kwargs)
     b.load_state_dict(state)
+    fresh = sampling.make_sampler("adaptive", **kwargs)
+    assert np.array_equal(a.pixel_probabilities(0), b.pixel_probabilities(0))
+    assert np.array_equal(a.view_probabilities(), b.view_probabilities())
+    assert a.pixel_probabilities(0).max() > 5 / P                   # q is not uniform
+    assert not np.array_equal(np.array(a.draw(10).pixel_index), np.array(fresh.draw(10).pixel_index))
     for step in range(10, 20):                        # crosses rebuilds at 12 and 16
         ba, bb = a.draw(step), b.draw(step)
         assert ba.view == bb.view
@@ -187,8 +298,10 @@ def test_state_dict_round_trip_resumes_identically():
         assert np.array_equal(np.array(ba.weight), np.array(bb.weight))
         for s, bt in ((a, ba), (b, bb)):
             r = dr.gather(mi.Float, mi.Float(losses.ravel().astype(np.float32)), bt.pixel_index + bt.view * P)
-            s.observe(bt, mi.TensorXf(dr.repeat(r, 3), (bt.size, 3)),
-                      mi.TensorXf(dr.zeros(mi.Float, 3 * bt.size), (bt.size, 3)))
+            _observe_residual(s, bt, np.array(r))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and np.array_equal(sa["extra"]["mass"], sb["extra"]["mass"])
+    assert all(np.array_equal(sa[k], sb[k]) for k in sa if k != "extra")
 
 
 # --------------------------------------------------------------------------- sparse rendering

@@ -16,10 +16,12 @@ and weights their losses so that the gradient stays unbiased::
     state = sampler.state_dict()                   # plain Python/NumPy, for checkpoints
     sampler.load_state_dict(state)
 
-Samplers (one interface): ``full`` (all P pixels of the view, w = 1/P),
-``uniform`` (N pixels with replacement, w = 1/N), ``adaptive`` (q from tile
-statistics mixed with uniform by β, rebuilt every K steps, w = 1/(N·P·q) ≤
-1/(β·N)).  ``budget`` is a fraction of the image (float ≤ 1) or a pixel count.
+Samplers (one class, :class:`PixelSampler`, differing in the pixel
+distribution): ``full`` (all P pixels of the view, w = 1/P), ``uniform`` (N
+pixels with replacement, w = 1/N), ``adaptive`` (q from tile statistics mixed
+with uniform by β, rebuilt every K steps, w = 1/(N·P·q) ≤ 1/(β·N)).  ``budget``
+is a fraction of the image (float ≤ 1) or a pixel count.  The defaults of the
+options are ``SAMPLER_DEFAULTS``.
 The view of each step is drawn uniformly or (``view_choice="adaptive"``) in
 proportion to the views' total statistic mixed with uniform by β; the weights
 then include 1/(V·r_v), so Σ_j w_j ℓ_j estimates the mean per-pixel loss over
@@ -31,14 +33,12 @@ hence with the scene's own integrator, forward, reverse and RB adjoint pass;
 integrators that need the real film raise ``UserError`` (see
 :func:`film_incompatibility`).  Values are (N, C) ``mi.TensorXf``.
 """
-from .adaptive import AdaptiveSampler
-from .batch import PixelBatch, resolve_budget
-from .samplers import (SAMPLERS, STATISTICS, VIEW_CHOICES, FullSampler, PixelSampler, UniformSampler,
-                       make_sampler)
+from .batch import PixelBatch
+from .defaults import SAMPLER_DEFAULTS, SAMPLERS, STATISTICS, VIEW_CHOICES, SamplerOptions, resolve_budget
+from .sampler import PixelSampler, make_sampler
 from .render import film_incompatibility, gather_pixels, render_pixels, render_pixels_tangent
 from .loss import LOSSES, gather_reference, per_sample_loss, weighted_loss
 
 __all__ = ["make_sampler", "render_pixels", "render_pixels_tangent", "gather_reference", "weighted_loss", "per_sample_loss",
-           "gather_pixels", "film_incompatibility", "resolve_budget", "PixelBatch", "PixelSampler",
-           "FullSampler", "UniformSampler", "AdaptiveSampler", "SAMPLERS", "STATISTICS", "VIEW_CHOICES",
-           "LOSSES"]
+           "gather_pixels", "film_incompatibility", "resolve_budget", "PixelBatch", "PixelSampler", "SamplerOptions",
+           "SAMPLER_DEFAULTS", "SAMPLERS", "STATISTICS", "VIEW_CHOICES", "LOSSES"]

@@ -99,7 +99,7 @@ class SamplerOptions:
 
     @classmethod
     def check(cls, name, image_size, n_views, budget, beta, rebuild_every, tile, statistic, view_choice,
-              seed, decay) -> "SamplerOptions":
+              seed, decay) -> SamplerOptions:
         """Options of the sampler ``name``: ``full`` renders all P pixels whatever the budget."""
         _choice("pixel sampler", name, SAMPLERS)
         w, h = _image_size(image_size)
