@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import mitsuba as mi
 import numpy as np
 
 from .errors import UserError
@@ -11,7 +12,6 @@ from .errors import UserError
 def write_image(path: str, image) -> None:
     """Write a linear image (tensor or array, H×W×C) as EXR, or as 8-bit sRGB PNG/JPG
     (``mi.util.write_bitmap``)."""
-    import mitsuba as mi
     ext = os.path.splitext(path)[1]
     if ext not in (".exr", ".png", ".jpg", ".jpeg"):
         raise UserError(f"unsupported image format {ext!r} for {path}: use .exr or .png")
@@ -20,7 +20,6 @@ def write_image(path: str, image) -> None:
 
 def srgb8(image) -> np.ndarray:
     """The 8-bit sRGB encoding (H×W×3 uint8) of a linear image, as :func:`write_image` writes PNGs."""
-    import mitsuba as mi
     return np.array(mi.util.convert_to_bitmap(_hwc(image)[..., :3], uint8_srgb=True))
 
 
@@ -31,7 +30,6 @@ def _hwc(image) -> np.ndarray:
 
 def open_bitmap(path: str, what: str = "image"):
     """``mi.Bitmap(path)``, or a ``UserError`` naming ``what`` and the file."""
-    import mitsuba as mi
     if not os.path.isfile(path):
         raise UserError(f"{what} not found: {path}")
     try:
@@ -42,7 +40,6 @@ def open_bitmap(path: str, what: str = "image"):
 
 def read_image(path: str) -> np.ndarray:
     """Read an image as linear float32 H×W×C (PNG/JPG are converted from sRGB)."""
-    import mitsuba as mi
     bitmap = open_bitmap(path).convert(component_format=mi.Struct.Type.Float32, srgb_gamma=False)
     return np.array(bitmap)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import re
 
+import mitsuba as mi
+
 from .errors import UserError, one_line
 
 _DEFINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -27,7 +29,6 @@ def load_scene(path: str, defines: dict[str, str] | None = None, variant: str | 
     ``defines`` substitute ``$key`` in the XML. Raises :class:`UserError` for a
     missing file or a scene Mitsuba rejects.
     """
-    import mitsuba as mi
     from . import init
 
     if not os.path.isfile(path):

@@ -24,10 +24,12 @@ can be dropped when the pins move.
 """
 import importlib
 
+import drjit as dr
+import mitsuba as mi
+
 
 def refresh_ad_integrator_base() -> None:
     """Re-import ``mitsuba.ad.integrators.common`` when its ``ADIntegrator`` is of another variant."""
-    import mitsuba as mi
     import mitsuba.ad.integrators.common as ad_common
     if not issubclass(ad_common.ADIntegrator, mi.Integrator):
         importlib.reload(ad_common)
@@ -37,13 +39,11 @@ class no_expand_scatter:
     """Context manager: reverse-mode scatter-adds use atomics, not Dr.Jit's "Expand" mode."""
 
     def __enter__(self):
-        import drjit as dr
         self.saved = dr.expand_threshold()
         dr.set_expand_threshold(0)
         return self
 
     def __exit__(self, *exc):
-        import drjit as dr
         dr.set_expand_threshold(self.saved)
         return False
 
@@ -51,7 +51,6 @@ class no_expand_scatter:
 def mlp_without_bias(n_in: int, widths: list[int], n_out: int, rng):
     """A packed ``drjit.nn`` ReLU MLP without bias vectors for ``n_in`` inputs plus a constant 1."""
     import drjit.nn as nn
-    import mitsuba as mi
     layers = []
     for w in widths:
         layers += [nn.Linear(-1, w, bias=False), nn.ReLU()]

@@ -202,3 +202,9 @@ def test_adaptive_sampler_with_the_gradient_statistic_fits(tmp_path):
                  "sampler.statistic=\"gradient\"", "sampler.budget=0.25", "sampler.rebuild_every=4"]
     summary = run_optimization(load_config(EXAMPLE, overrides), str(tmp_path / "run"), progress=False)
     assert summary["psnr_final"] > summary["psnr_initial"] + 2.0, summary
+    # The statistic reached the pixel distribution: the checkpointed tile masses left uniform.
+    with np.load(tmp_path / "run" / "checkpoint.npz") as data:
+        sampler = json.loads(str(data["meta"]))["sampler"]
+    mass = np.array(sampler["extra"]["mass"]["__ndarray__"])
+    uniform = np.full_like(mass, 1.0 / mass.shape[-1])            # 24² image, 8×8 tiles: equal tiles
+    assert np.abs(mass - uniform).sum() > 0.5, np.abs(mass - uniform).sum()

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import math
 
+import drjit as dr
+import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError
@@ -80,7 +82,6 @@ def softplus_np(x):
 
 def softplus(x):
     """softplus on Dr.Jit arrays, smooth everywhere (the max/abs form has a zero AD derivative at 0)."""
-    import drjit as dr
     return dr.select(x > 30, x, dr.log(1 + dr.exp(dr.fmin(x, 30))))
 
 
@@ -91,7 +92,6 @@ def field_sigma(name: str) -> np.ndarray:
 
 def radiance(t):
     """c(t) on Dr.Jit or NumPy arrays."""
-    import drjit as dr
     sin, cos = (dr.sin, dr.cos) if dr.is_array_v(t) else (np.sin, np.cos)
     tau = 2 * math.pi
     return (0.5 + 0.25 * sin(tau * 1.3 * t + 0.4) + 0.15 * cos(tau * 3.1 * t + 1.1)
@@ -103,8 +103,6 @@ def ray_spline(sigma, copies: int):
 
     ``sigma``: σ at the knots (NumPy or a Dr.Jit ``Float``, possibly attached for AD).
     """
-    import drjit as dr
-    import mitsuba as mi
     Float = mi.Float
     t = knot_positions(dr.zeros(Float, copies), dr.ones(Float, copies), KNOTS)
     if not dr.is_array_v(sigma):
@@ -118,8 +116,6 @@ def ray_spline(sigma, copies: int):
 
 def exact_colour(sigma, dense: int = EXACT_INTERVALS, c=radiance) -> float:
     """C = ∫ c dF on the spline by ``dense``-interval quadrature (exact F increments, c at midpoints)."""
-    import drjit as dr
-    import mitsuba as mi
     spline = ray_spline(dr.detach(sigma) if dr.is_array_v(sigma) else sigma, 1)
     edges = dr.linspace(mi.Float, 0.0, 1.0, dense + 1)
     cum = np.array(spline.cumulative(edges, dr.zeros(mi.UInt32, dense + 1)), dtype=np.float64)
@@ -132,8 +128,6 @@ def exact_colour(sigma, dense: int = EXACT_INTERVALS, c=radiance) -> float:
 def uniforms(count: int, seed: int, stream: int):
     """``count`` uniforms from PCG32 (one stream per lane); seed/stream are opaque so that
     kernels are compiled once and reused for every seed."""
-    import drjit as dr
-    import mitsuba as mi
     state = (int(seed) * 0x9E3779B97F4A7C15 + int(stream) * 0xBF58476D1CE4E5B9) % 2 ** 64
     rng = mi.PCG32(size=count, initstate=dr.opaque(mi.UInt64, state))
     return rng.next_float32()
@@ -141,7 +135,6 @@ def uniforms(count: int, seed: int, stream: int):
 
 def spline_density(spline, t, owner):
     """σ̂(t) of the spline at positions t (``owner``: ray of each position)."""
-    import drjit as dr
     Float = spline.Float
     base = owner * spline.m
     k = dr.binary_search(0, spline.m - 2, lambda j: dr.gather(Float, spline.t, base + j + 1) <= t)
@@ -156,8 +149,6 @@ def estimate(spline, estimator: str, m: int, runs: int, seed: int, c=radiance):
 
     ``spline`` holds ``runs`` copies of the ray (see :func:`ray_spline`).
     """
-    import drjit as dr
-    import mitsuba as mi
     if estimator not in ESTIMATORS:
         raise UserError(f"unknown estimator {estimator!r}; use one of: " + ", ".join(ESTIMATORS))
     if m < 1:
@@ -282,8 +273,6 @@ def toy_optimization(steps: int = 300, lr: float = 0.05, samples: int = 8, runs:
     (loss of the exact colours, dense quadrature, every ``eval_every`` steps and at the end),
     ``exact_loss_start``, ``exact_loss_end``, ``sigma`` (learned σ at the knots), ``targets``.
     """
-    import drjit as dr
-    import mitsuba as mi
 
     if steps < 1 or samples < 1 or runs < 1:
         raise UserError("toy optimization: steps, samples and runs must be >= 1")

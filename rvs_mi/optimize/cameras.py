@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError
@@ -28,7 +29,6 @@ def gl_to_mitsuba(c2w: np.ndarray) -> np.ndarray:
 def look_at(origin, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """Mitsuba camera-to-world matrix ``mi.ScalarTransform4f().look_at`` as a float64 array;
     a view along ``up`` takes +z as its up vector instead."""
-    import mitsuba as mi
     origin, target, up = (np.asarray(v, dtype=np.float64) for v in (origin, target, up))
     forward = target - origin
     if np.linalg.norm(np.cross(up, forward)) < 1e-8 * np.linalg.norm(forward):
@@ -76,7 +76,6 @@ def split_views(positions: np.ndarray, test_views: int):
 def make_sensor(c2w_mitsuba: np.ndarray, fov_x_deg: float, width: int, height: int | None = None,
                 spp: int = 16, pixel_format: str = "rgb", near_clip: float = 0.01):
     """A Mitsuba perspective sensor (box filter) from a camera-to-world matrix."""
-    import mitsuba as mi
     height = width if height is None else height
     return mi.load_dict({
         "type": "perspective",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..sampling.defaults import SAMPLER_DEFAULTS, SAMPLERS, STATISTICS, VIEW_CHOICES
-from .losses import DEFAULT_LOSS, LOSSES
+from .losses import DEFAULT_LOSS, HUBER_DELTA, LOSSES
 
 REQUIRED = object()
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -68,7 +68,7 @@ class OptimizeSection:
     lr_schedule: str = key("constant", "learning-rate schedule", choices=SCHEDULES)
     lr_final: float = key(0.1, "final learning rate as a fraction of lr (cosine/exponential)")
     loss: str = key(DEFAULT_LOSS, "image loss", choices=LOSSES)
-    huber_delta: float = key(0.1, "Huber loss threshold")
+    huber_delta: float = key(HUBER_DELTA, "Huber loss threshold")
     multiscale: int = key(1, "levels of the image pyramid in the loss (1: off; full images only)", min=1)
     clamp: dict = key({}, "value ranges applied after each step: {regex = [lo, hi]}")
     seed: int = key(0, "seed of rendering, view choice and pixel sampling")

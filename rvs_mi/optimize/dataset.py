@@ -18,11 +18,19 @@ import math
 import os
 from dataclasses import dataclass
 
+import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError
 from ..imageio import open_bitmap
-from .cameras import gl_to_mitsuba, look_at, make_sensor, mitsuba_to_gl, rig_positions, split_views
+from .cameras import (
+    gl_to_mitsuba,
+    look_at,
+    make_sensor,
+    mitsuba_to_gl,
+    rig_positions,
+    split_views,
+)
 
 
 @dataclass
@@ -47,7 +55,6 @@ def framing(scene, fov_x_deg: float, margin: float = 1.15):
 
 def _write_rgba_png(path: str, rgba: np.ndarray) -> None:
     """Write a premultiplied linear RGBA render as a straight-alpha sRGB PNG."""
-    import mitsuba as mi
     alpha = rgba[..., 3:4]
     rgb = np.where(alpha > 1e-6, rgba[..., :3] / np.maximum(alpha, 1e-6), 0.0)
     out = np.concatenate([rgb, alpha], axis=2).astype(np.float32)
@@ -63,7 +70,6 @@ def render_dataset(scene, out_dir: str, views: int, res: int, test_views: int = 
     Cameras on a seeded ``rig`` look at the centre of the scene's bounding box
     from a distance that frames it (or ``radius``). Returns a summary dict.
     """
-    import mitsuba as mi
     if res < 1 or spp < 1 or views < 1 or test_views < 0:
         raise UserError("views and res and spp must be >= 1 and test-views >= 0")
     center, auto_radius = framing(scene, fov_x_deg)
@@ -98,7 +104,6 @@ def load_dataset(folder: str, split: str = "train", res: int | None = None, back
     Images are composited over ``background`` with their alpha and resized to
     ``res``×``res`` when given (box filter for downscaling).
     """
-    import mitsuba as mi
     path = os.path.join(folder, f"transforms_{split}.json")
     if not os.path.isdir(folder):
         raise UserError(f"dataset folder not found: {folder}")

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import drjit as dr
 
+from ..errors import UserError
+
 LOSSES = ("l1", "l2", "huber")
 DEFAULT_LOSS = "l2"
+HUBER_DELTA = 0.1
 
 
-def pixel_loss(pred, ref, kind: str = DEFAULT_LOSS, delta: float = 0.1):
+def check_loss(kind: str) -> str:
+    if kind not in LOSSES:
+        raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    return kind
+
+
+def pixel_loss(pred, ref, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA):
     """Per-entry loss ℓ(pred − ref): ``l1`` |r|, ``l2`` r², ``huber`` (quadratic below delta)."""
+    check_loss(kind)
     r = pred - ref
     if kind == "l1":
         return dr.abs(r)
@@ -18,7 +28,17 @@ def pixel_loss(pred, ref, kind: str = DEFAULT_LOSS, delta: float = 0.1):
     return dr.select(a <= delta, 0.5 * dr.square(r), delta * (a - 0.5 * delta))
 
 
-def image_loss(image, ref, kind: str = DEFAULT_LOSS, delta: float = 0.1, levels: int = 1):
+def pixel_loss_derivative(residual, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA):
+    """∂ℓ/∂r of :func:`pixel_loss` at r = pred − ref."""
+    check_loss(kind)
+    if kind == "l2":
+        return 2.0 * residual
+    if kind == "l1":
+        return dr.sign(residual)
+    return dr.clip(residual, -delta, delta)
+
+
+def image_loss(image, ref, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA, levels: int = 1):
     """Mean pixel loss of an H×W×C image tensor; ``levels`` > 1 adds 2× box-downsampled
     pyramid levels (each level's mean loss weighted equally)."""
     total = dr.mean(pixel_loss(image, ref, kind, delta), axis=None)

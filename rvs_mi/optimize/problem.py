@@ -6,6 +6,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+import drjit as dr
+import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError
@@ -25,7 +27,6 @@ class Problem:
 
 def resolve_keys(params, patterns) -> list[str]:
     """Expand exact keys and regular expressions (full match) over ``mi.traverse`` keys."""
-    import mitsuba as mi
     keys = []
     all_keys = list(params.keys())
     for pattern in patterns:
@@ -43,7 +44,6 @@ def resolve_keys(params, patterns) -> list[str]:
                             + ", ".join(close or all_keys[:4]))
         for key in found:
             value = params[key]
-            import drjit as dr
             non_diff = params.flags(key) & mi.ParamFlags.NonDifferentiable.value
             if non_diff or not (dr.is_diff_v(value) and dr.is_float_v(value)):
                 raise UserError(f"parameter {key!r} is not differentiable")
@@ -54,8 +54,6 @@ def resolve_keys(params, patterns) -> list[str]:
 
 def _render_references(config: dict, seed_offset: int = 0):
     """Train/test splits rendered from the reference scene on a camera rig."""
-    import drjit as dr
-    import mitsuba as mi
     from ..scene import load_scene
     ref = config.references
     scene = load_scene(ref.scene, {k: str(v) for k, v in ref.defines.items()})
@@ -81,7 +79,6 @@ def _render_references(config: dict, seed_offset: int = 0):
 
 
 def setup_problem(config: dict) -> Problem:
-    import mitsuba as mi
     from ..scene import load_scene
     scene = load_scene(config.scene.file, {k: str(v) for k, v in config.scene.defines.items()})
     if config.scene.neural:

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from ..optimize.losses import pixel_loss
+from ..optimize.losses import DEFAULT_LOSS, HUBER_DELTA, LOSSES, check_loss, pixel_loss  # noqa: F401
 from .render import gather_pixels
-
-LOSSES = ("l1", "l2", "huber")
 
 
 def gather_reference(references, batch):
@@ -25,10 +23,9 @@ def gather_reference(references, batch):
     return gather_pixels(ref, batch.pixel_index)
 
 
-def per_sample_loss(values, reference, kind: str = "l2", delta: float = 0.1):
+def per_sample_loss(values, reference, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA):
     """ℓ_j: the mean over channels of the per-entry loss, one ``mi.Float`` entry per sample."""
-    if kind not in LOSSES:
-        raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    check_loss(kind)
     if tuple(values.shape) != tuple(reference.shape) or len(values.shape) != 2:
         raise UserError(f"weighted_loss: values {tuple(values.shape)} and reference {tuple(reference.shape)} "
                         "must both be (N, C)")
@@ -41,19 +38,7 @@ def channel_mean(flat, channels: int):
     return dr.block_sum(flat, channels) / channels
 
 
-def loss_derivative(residual, kind: str = "l2", delta: float = 0.1):
-    """∂ℓ/∂r of the per-entry loss of :func:`rvs_mi.optimize.losses.pixel_loss` at r = pred − ref."""
-    import drjit as dr
-    if kind not in LOSSES:
-        raise UserError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
-    if kind == "l2":
-        return 2.0 * residual
-    if kind == "l1":
-        return dr.sign(residual)
-    return dr.clip(residual, -delta, delta)
-
-
-def weighted_loss(values, reference, batch, kind: str = "l2", delta: float = 0.1):
+def weighted_loss(values, reference, batch, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA):
     """L̂ = Σ_j w_j ℓ_j (eq. 5.1): an unbiased estimate of the mean per-pixel loss
     (``rvs_mi.optimize.losses.image_loss`` of the full images, averaged over views).
     Returns a differentiable ``mi.Float`` of width 1."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
+from ..optimize.losses import DEFAULT_LOSS, HUBER_DELTA
 from .batch import PixelBatch
 from .defaults import SAMPLER_DEFAULTS, SamplerOptions
 from .pixels import pixel_distribution
@@ -109,8 +110,8 @@ class PixelSampler:
         return self.n_samples if batch is None else batch.size
 
     # ------------------------------------------------------------------ statistics
-    def observe(self, batch: PixelBatch, values, reference, tangent=None, kind: str = "l2",
-                delta: float = 0.1) -> None:
+    def observe(self, batch: PixelBatch, values, reference, tangent=None, kind: str = DEFAULT_LOSS,
+                delta: float = HUBER_DELTA) -> None:
         """Record the statistic of a rendered batch in its (view, tile) cells.
 
         ``values``/``reference``: (N, C) tensors of the rendered and reference

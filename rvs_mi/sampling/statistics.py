@@ -17,15 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
+from ..optimize.losses import DEFAULT_LOSS, HUBER_DELTA, pixel_loss_derivative
 
 
-def _per_sample_sq_projected_gradient(values, reference, tangent, kind="l2", delta=0.1):
+def _per_sample_sq_projected_gradient(values, reference, tangent, kind=DEFAULT_LOSS, delta=HUBER_DELTA):
     """(Σ_c ∂ℓ/∂I_c · t_c)² per sample (detached): ℓ = mean over channels of the loss."""
     import drjit as dr
-    from .loss import channel_mean, loss_derivative
+    from .loss import channel_mean
     if tuple(tangent.shape) != tuple(values.shape):
         raise UserError(f"sampler: tangent {tuple(tangent.shape)} and values {tuple(values.shape)} differ in shape")
-    dl = loss_derivative(dr.detach(values.array) - dr.detach(reference.array), kind, delta)
+    dl = pixel_loss_derivative(dr.detach(values.array) - dr.detach(reference.array), kind, delta)
     return dr.square(channel_mean(dl * dr.detach(tangent.array), values.shape[1]))
 
 
@@ -52,7 +53,7 @@ class TileStatistics:
         self.sum = np.zeros(n_views * n_tiles, dtype=np.float32)     # decayed Σ of the statistic
         self.count = np.zeros(n_views * n_tiles, dtype=np.float32)   # decayed number of samples
 
-    def per_sample(self, values, reference, tangent=None, kind="l2", delta=0.1):
+    def per_sample(self, values, reference, tangent=None, kind=DEFAULT_LOSS, delta=HUBER_DELTA):
         """The statistic of each sample of a batch (``mi.Float``); None for ``gradient`` without a tangent."""
         if self.statistic == "residual":
             return _per_sample_sq_residual(values, reference)

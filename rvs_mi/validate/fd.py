@@ -17,6 +17,8 @@ import platform
 import time
 from dataclasses import dataclass, field
 
+import drjit as dr
+import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError
@@ -79,8 +81,6 @@ def _closest_keys(params, key: str, n: int = 5) -> list[str]:
 
 def _resolve_parameter(params, key: str):
     """The parameter's value, after checking that it exists and is differentiable."""
-    import drjit as dr
-    import mitsuba as mi
 
     if key not in params.keys():
         raise UserError(f"unknown parameter {key!r}; closest keys: "
@@ -97,7 +97,6 @@ def _resolve_parameter(params, key: str):
 
 def _direction(value, seed: int):
     """Seeded perturbation direction of unit RMS with the type and shape of ``value``."""
-    import drjit as dr
     array = np.array(value, dtype=np.float64)
     if array.size == 1:
         return type(value)(dr.ones(type(value), dr.shape(value))), [1.0]
@@ -118,7 +117,6 @@ def _render_seed(seed: int) -> int:
 
 def _render(scene, params, spp: int, seed: int, sensor: int):
     """Render; the derivative pass uses the FD renders' seed, so their noise correlates."""
-    import mitsuba as mi
     return mi.render(scene, params, sensor=sensor, seed=_render_seed(seed) + 1,
                      seed_grad=_render_seed(seed), spp=spp, spp_grad=spp)
 
@@ -133,8 +131,6 @@ def fd_check(scene, key: str, eps: float | None = None, spp: int = 64, fd_spp: i
     derivative of Σ I·w for a seeded random weight image w. ``progress`` is
     an optional callable receiving a short stage name.
     """
-    import drjit as dr
-    import mitsuba as mi
 
     if mode not in ("forward", "backward", "both"):
         raise UserError(f"mode must be forward, backward or both (got {mode!r})")
@@ -221,8 +217,6 @@ def fd_check(scene, key: str, eps: float | None = None, spp: int = 64, fd_spp: i
 
 
 def versions() -> dict:
-    import drjit as dr
-    import mitsuba as mi
     from .. import __version__
     return {"rvs_mi": __version__, "mitsuba": mi.__version__, "drjit": dr.__version__,
             "variant": mi.variant(), "python": platform.python_version()}

@@ -1,6 +1,7 @@
 """Build volume scenes programmatically (tests, benchmarks, optimization and demos)."""
 from __future__ import annotations
 
+import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError, one_line
@@ -10,7 +11,6 @@ INTEGRATORS = ("rvs", "rvs_hier", "volquad")
 
 def _grid(value, name: str, channels: tuple[int, ...]):
     """numpy array / scalar / tuple / mi.VolumeGrid -> something gridvolume's 'grid' accepts."""
-    import mitsuba as mi
     if isinstance(value, mi.VolumeGrid):
         return value
     array = np.asarray(value, dtype=np.float32)
@@ -55,7 +55,6 @@ def volume_scene_dict(density, radiance, integrator: str = "rvs", options: dict 
       light, which rays leaving the volume pick up times its transmittance.
     - ``extra``: more scene-dict entries (shapes, emitters) merged in.
     """
-    import mitsuba as mi
 
     if integrator not in INTEGRATORS:
         raise UserError(f"unknown volume integrator {integrator!r}; use one of: " + ", ".join(INTEGRATORS))
@@ -110,7 +109,6 @@ def plugin_error_message(exc) -> str:
 
 def load_volume_scene(*args, **kwargs):
     """``mi.load_dict(volume_scene_dict(...))`` with plugin errors turned into one-line ``UserError``."""
-    import mitsuba as mi
     from .. import init
     init(None if mi.variant() is None else mi.variant())
     scene_dict = volume_scene_dict(*args, **kwargs)
