@@ -17,11 +17,11 @@ and compilation).
 Kept points: the sphere tracer takes ``max_steps`` points per ray; with
 top_k = 8 the warp records all of them (``trace.sphere_trace``) and its
 backward pass keeps the source evaluations of the 8 selected ones. With
-top_k = 0 (``warp.traced_warp``) nothing is recorded: every point is summed
-inside the tracing loop and reverse mode replays it. We also report the
-fraction of the *active* points (those before the trace converges or leaves
-the bound) that top_k = 8 keeps, the number comparable to the paper's ~35%
-(k = 7 of ~22 steps).
+top_k = 0 (``warp_streaming.streaming_warp``) nothing is recorded: every
+point is summed inside the tracing loop and reverse mode replays it. We also
+report the fraction of the *active* points (those before the trace converges
+or leaves the bound) that top_k = 8 keeps, the number comparable to the
+paper's ~35% (k = 7 of ~22 steps).
 
     python benchmarks/bench_sdf.py [--res 128] [--steps 3] [--max-steps 32]
 """
@@ -110,8 +110,8 @@ def active_fraction(res, max_steps, top_k) -> dict:
     import mitsuba as mi
     import rvs_mi
     rvs_mi.init("llvm_ad_rgb")
+    from rvs_mi.sdf.bundle import RayBundle
     from rvs_mi.sdf.camera import Projection
-    from rvs_mi.sdf.render import HIT_EPS
     from rvs_mi.sdf.trace import sphere_trace
     with tempfile.TemporaryDirectory() as tmp:
         from rvs_mi.figures.noise import write_noise_albedo
@@ -123,14 +123,12 @@ def active_fraction(res, max_steps, top_k) -> dict:
     X, Y = np.meshgrid(g, g)
     u = mi.Vector2f(X.ravel(), Y.ravel())
     with dr.suspend_grad():
-        o, d, dox, doy, ddx, ddy = proj.ray(u)
-        t0, t1, dt0, dt1, valid = integ.source.interval(o, d, [dox, doy], [ddx, ddy])
-        tr = sphere_trace(integ.source, o, d, [dox, doy], [ddx, ddy], t0, t1, dt0, dt1, max_steps,
-                          integ.lambda_d, integ.epsilon, HIT_EPS)
-        t = np.array(tr.t).reshape(-1, max_steps)
+        ray = RayBundle.through(proj, integ.source, u)
+        tr = sphere_trace(integ.source, ray, integ.options)
+        t = np.array(tr.points.t).reshape(-1, max_steps)
     moving = np.abs(np.diff(t, axis=1)) > 1e-5          # step i -> i+1 still moves
     active = 1 + moving.sum(axis=1)
-    rays = np.array(valid) & (np.array(t1) > np.array(t0))
+    rays = np.array(ray.t1) > np.array(ray.t0)          # the bound's interval is [0, 0] on a miss
     act = active[rays]
     kept = np.minimum(act, top_k if top_k else max_steps)
     return {"rays_in_bound": int(rays.sum()), "mean_active_points": float(act.mean()),

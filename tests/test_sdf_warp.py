@@ -41,8 +41,8 @@ def _warp(scene, ux, uy):
     """(V_x, V_y, div V) of the radius derivative at pixel positions u (numpy)."""
     import drjit as dr
     import mitsuba as mi
-    from rvs_mi.sdf import render as R
     from rvs_mi.sdf.camera import Projection
+    from rvs_mi.sdf.shading import shade
     integ = scene.integrator()
     proj = Projection.from_sensor(scene.sensors()[0])
     r = integ.source.radius
@@ -50,7 +50,8 @@ def _warp(scene, ux, uy):
     try:
         with dr.resume_grad():
             u = mi.Vector2f(np.asarray(ux, np.float32), np.asarray(uy, np.float32))
-            _, V, div, _ = R.shade(integ, scene, proj, u, mi.Vector2f(0.5), True)
+            _, V, div, _ = shade(integ.options, integ.source, integ.albedo, scene, proj, u,
+                                 mi.Vector2f(0.5), True)
             # keep interior gradients: V feeds the warped ray
             dr.forward_from(r, flags=dr.ADFlag.ClearNone)
             return np.array(dr.grad(V.x)), np.array(dr.grad(V.y)), np.array(dr.grad(div))
@@ -149,40 +150,36 @@ def test_multiview_loss_gradient_sign():
 
 
 def test_streaming_warp_equals_recorded_points(monkeypatch):
-    """``traced_warp`` (all points summed while tracing) and ``compute_warp`` over the recorded
+    """``streaming_warp`` (all points summed while tracing) and ``recorded_warp`` over the recorded
     points with all of them kept give the same V and div V (forward mode) and the same
     reverse-mode gradient. (Forward and reverse mode run on separate graphs: a forward pass
     with ``ClearNone`` followed by a backward pass through the same loop crashed Dr.Jit 1.5.)"""
+    import dataclasses
+
     import drjit as dr
     import mitsuba as mi
+    from rvs_mi.sdf import warp_recorded
+    from rvs_mi.sdf.bundle import RayBundle
     from rvs_mi.sdf.camera import Projection
-    from rvs_mi.sdf.render import HIT_EPS
     from rvs_mi.sdf.trace import sphere_trace
-    from rvs_mi.sdf import warp as warp_module
-    from rvs_mi.sdf.warp import compute_warp, traced_warp
+    from rvs_mi.sdf.warp_streaming import streaming_warp
     # The recorded version adds a zero-velocity weight C_REL·max w (for top-k cancellations;
     # it shrinks V by up to 0.1 % and changes div V by up to ~0.6 % here): off for the comparison.
-    monkeypatch.setattr(warp_module, "C_REL", 0.0)
+    monkeypatch.setattr(warp_recorded, "C_REL", 0.0)
     sc = _scene("torus")
     integ = sc.integrator()
-    n_steps = 16                             # the recorded version keeps one slot per point
+    # the recorded version keeps one slot per point; all of them (top_k = 0)
+    opts = dataclasses.replace(integ.options, max_steps=16, top_k=0)
     proj = Projection.from_sensor(sc.sensors()[0])
     rng = np.random.default_rng(3)
     u = rng.uniform(4.0, 28.0, (400, 2)).astype(np.float32)
     src, r = integ.source, integ.source.radius
     def warp(streaming):
         with dr.suspend_grad():
-            o, d, dox, doy, ddx, ddy = proj.ray(mi.Vector2f(u[:, 0], u[:, 1]))
-            do, dd = [dox, doy], [ddx, ddy]
-            t0, t1, dt0, dt1, _ = src.interval(o, d, do, dd)
-        args = (integ.gamma, integ.lambda_d)
+            ray = RayBundle.through(proj, src, mi.Vector2f(u[:, 0], u[:, 1]))
         if streaming:
-            return traced_warp(src, proj, o, d, do, dd, t0, t1, dt0, dt1, n_steps, *args,
-                               integ.epsilon, HIT_EPS)[-1]
-        with dr.suspend_grad():
-            tr = sphere_trace(src, o, d, do, dd, t0, t1, dt0, dt1, n_steps, integ.lambda_d,
-                              integ.epsilon, HIT_EPS)
-        return compute_warp(src, proj, tr, o, d, do, dd, *args, top_k=0)
+            return streaming_warp(src, proj, ray, opts)[1]
+        return warp_recorded.recorded_warp(src, proj, sphere_trace(src, ray, opts), ray, opts)
 
     results = []
     for streaming in (True, False):

@@ -67,6 +67,13 @@ class Projection:
         return out
 
     # ------------------------------------------------------------------ rays
+    def _unproject(self, s, z):
+        """(h, p): homogeneous h = K⁻¹ · [s_x, s_y, z, 1] and p = h_xyz / h_w (s = u / crop)."""
+        import mitsuba as mi
+        Ki = self.Kinv
+        h = [Ki[i][0] * s.x + Ki[i][1] * s.y + (Ki[i][2] * z + Ki[i][3]) for i in range(4)]
+        return h, mi.Vector3f(h[0], h[1], h[2]) / h[3]
+
     def ray(self, u):
         """Ray through pixel position u: (o, d, do/du_x, do/du_y, dd/du_x, dd/du_y).
 
@@ -79,9 +86,8 @@ class Projection:
         Ki = self.Kinv
 
         def unproject(z):
-            # homogeneous h = Ki · [s_x, s_y, z, 1]; dh/ds_a = column a
-            h = [Ki[i][0] * s.x + Ki[i][1] * s.y + (Ki[i][2] * z + Ki[i][3]) for i in range(4)]
-            p = mi.Vector3f(h[0], h[1], h[2]) / h[3]
+            # dh/ds_a = column a of K⁻¹
+            h, p = self._unproject(s, z)
             dps = []
             for a in range(2):
                 dh = mi.Vector3f(Ki[0][a], Ki[1][a], Ki[2][a])
@@ -105,12 +111,7 @@ class Projection:
         import drjit as dr
         import mitsuba as mi
         s = mi.Vector2f(u.x / self.crop[0], u.y / self.crop[1])
-        Ki = self.Kinv
-
-        def unproject(z):
-            h = [Ki[i][0] * s.x + Ki[i][1] * s.y + (Ki[i][2] * z + Ki[i][3]) for i in range(4)]
-            return mi.Vector3f(h[0], h[1], h[2]) / h[3]
-        p0, p1 = unproject(0.0), unproject(1.0)
+        p0, p1 = self._unproject(s, 0.0)[1], self._unproject(s, 1.0)[1]
         return p0, dr.normalize(p1 - p0), dr.norm(p1 - p0)
 
     # ------------------------------------------------------------ projection

@@ -52,7 +52,7 @@ def matvec(H, v):
                        H[2, 0] * v.x + H[2, 1] * v.y + H[2, 2] * v.z)
 
 
-def _surface_tangent(n, x_minus_o_unused, t, d, do, dd):
+def surface_tangent(n, t, d, do, dd):
     """u-derivative of a ray parameter t where the ray meets a fixed surface with normal n.
 
     x(t) = o + t d on the surface ⇒ n·(∂o + ∂t d + t ∂d) = 0.
@@ -73,8 +73,8 @@ def sphere_interval(c, R, o, d, do, dd):
     ta, tb = -b - sq, -b + sq
     valid &= tb > 0
     n_a, n_b = o + ta * d - c, o + tb * d - c
-    dta = [_surface_tangent(n_a, None, ta, d, do[k], dd[k]) for k in range(2)]
-    dtb = [_surface_tangent(n_b, None, tb, d, do[k], dd[k]) for k in range(2)]
+    dta = [surface_tangent(n_a, ta, d, do[k], dd[k]) for k in range(2)]
+    dtb = [surface_tangent(n_b, tb, d, do[k], dd[k]) for k in range(2)]
     inside = ta <= 0
     t0 = dr.select(inside, 0.0, ta)
     dt0 = [dr.select(inside, 0.0, dta[k]) for k in range(2)]

@@ -1,4 +1,4 @@
-"""Capped sphere tracing that records its points and their u-derivatives.
+"""Capped sphere tracing that records its points and their u-derivatives; shadow rays.
 
 Fixed step count (no early exit), t_{i+1} = clamp(t_i + f(x_i), t0, t1): every
 t_i is a continuous function of the pixel position u away from silhouettes,
@@ -6,107 +6,99 @@ which is what makes the quadrature warp (Eq. 13) continuous. Points pile up
 at the hit point or at t1, where their trapezoid weights vanish.
 
 Alongside t_i we propagate ∂t_i/∂u_a exactly (a forward-mode derivative by
-hand): ∂t_{i+1} = ∂t_i + ∇f(x_i)·∂x_i, with ∂x_i = ∂o + ∂t_i d + t_i ∂d.
+hand): ∂t_{i+1} = ∂t_i + ∇f(x_i)·∂x_i, with ∂x_i = ∂o + ∂t_i d + t_i ∂d
+(``RayBundle.step``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import drjit as dr
+import mitsuba as mi
+
+from .bundle import Struct
+from .warp import point_S
+
+# World-space |f| below which the sphere tracer reports a hit.
+HIT_EPS = 1e-3
+
+
+class TracePoints(Struct):
+    """Tracer points x_i: t_i, ∂_a t_i, S(x_i) = |f| + λ_d |∇f·d| + ε (Eq. 11) and f(x_i) (the
+    warp's free-space fade uses min_i f); n per lane, lane-major (lane·n + i)."""
+    DRJIT_STRUCT = {"t": mi.Float, "dt": mi.Vector2f, "S": mi.Float, "f": mi.Float}
+
 
 @dataclass
 class Trace:
     n: int                # points per ray
-    t: object             # Float, n per lane (lane-major: lane*n + i)
-    dtx: object
-    dty: object
-    S: object             # S(x_i) = |f| + λ_d |∇f·d| + ε      (Eq. 11)
     t_last: object        # t_{n-1}
     f_last: object        # f(x_{n-1})
     hit: object           # Bool: converged onto the surface before t1
-    f: object = None      # f(x_i), n per lane (the warp's free-space fade uses min_i f)
+    points: TracePoints | None = None   # all n points of every lane, if recorded
+
+    def point(self, i) -> TracePoints:
+        """Point i (int or UInt32 per lane) of every lane."""
+        lane = dr.arange(mi.UInt32, dr.width(self.t_last))
+        return dr.gather(TracePoints, self.points, lane * self.n + i)
 
 
-def trace_step(t, tx, ty, f, g, dx, t0, t1, dt0, dt1):
-    """One sphere-tracing step t + f, clamped to [t0, t1], with its u-derivatives
-    ∂t + ∇f·∂x (``dx``: ∂_a x of the current point; ``dt0``/``dt1``: those of the ends)."""
-    import drjit as dr
-    tn, txn, tyn = t + f, tx + dr.dot(g, dx[0]), ty + dr.dot(g, dx[1])
-    over, under = tn >= t1, tn <= t0
-    tn = dr.select(over, t1, dr.select(under, t0, tn))
-    txn = dr.select(over, dt1[0], dr.select(under, dt0[0], txn))
-    tyn = dr.select(over, dt1[1], dr.select(under, dt0[1], tyn))
-    return tn, txn, tyn
+def converged(ray, t_last, f_last):
+    """Hit: the last point lies on the surface (|f| < HIT_EPS) before the segment's end."""
+    return (dr.abs(f_last) < HIT_EPS) & (t_last < ray.t1 - HIT_EPS) & (ray.t1 > ray.t0)
 
 
-def sphere_trace(source, o, d, do, dd, t0, t1, dt0, dt1, n_steps: int, lambda_d: float,
-                 epsilon: float, hit_eps: float, record: bool = True) -> Trace:
-    """Trace all lanes for ``n_steps`` points (detached).
+def sphere_trace(source, ray, opts, record: bool = True) -> Trace:
+    """Trace all lanes of ``ray`` (a ``RayBundle``) for ``opts.max_steps`` points (detached).
 
     ``record=False`` (primal renders) keeps no per-point buffers: only the
-    last point is needed, and the buffers take 16 bytes per lane and step.
+    last point is needed, and the buffers take 20 bytes per lane and step.
     """
-    import drjit as dr
-    import mitsuba as mi
-    n_lanes = dr.width(t0)
-    lane = dr.arange(mi.UInt32, n_lanes)
-    size = n_lanes * n_steps if record else 1
-    buf_t = dr.zeros(mi.Float, size)
-    buf_x = dr.zeros(mi.Float, size)
-    buf_y = dr.zeros(mi.Float, size)
-    buf_s = dr.zeros(mi.Float, size)
-    buf_f = dr.zeros(mi.Float, size)
-    o, d, dox, doy, ddx, ddy = (dr.detach(v) for v in (o, d, do[0], do[1], dd[0], dd[1]))
-    t0, t1 = dr.detach(t0), dr.detach(t1)
-    a0x, a0y, a1x, a1y = (dr.detach(v) for v in (dt0[0], dt0[1], dt1[0], dt1[1]))
+    with dr.suspend_grad():
+        ray = dr.detach(ray)
+        n = opts.max_steps
+        points = dr.zeros(TracePoints, dr.width(ray.t0) * n) if record else None
+        t_last, f_last = _march(source, ray, opts, points)
+        return Trace(n, t_last, f_last, converged(ray, t_last, f_last), points)
 
-    def body(i, t, tx, ty, f_last, t_prev):
-        x = o + t * d
+
+@dr.syntax
+def _march(source, ray, opts, points):
+    """(t, f) of the last of ``opts.max_steps`` points; each point scattered into ``points``."""
+    n, lambda_d, epsilon = opts.max_steps, opts.lambda_d, opts.epsilon
+    slot = dr.arange(mi.UInt32, dr.width(ray.t0)) * n
+    i = mi.UInt32(0)
+    f_last = dr.zeros(mi.Float, dr.width(ray.t0))
+    t_last = mi.Float(ray.t0)
+    while dr.hint(i < n, label="sdf_sphere_trace", exclude=[points]):
+        x, dx = ray.point(ray.t, ray.dt)
         f, g = source.eval(x, 1)
         f, g = dr.detach(f), dr.detach(g)
-        if record:
-            slot = lane * n_steps + i
-            dr.scatter(buf_t, t, slot)
-            dr.scatter(buf_x, tx, slot)
-            dr.scatter(buf_y, ty, slot)
-            dr.scatter(buf_s, dr.abs(f) + lambda_d * dr.abs(dr.dot(g, d)) + epsilon, slot)
-            dr.scatter(buf_f, f, slot)
-        dx = [dox + tx * d + t * ddx, doy + ty * d + t * ddy]
-        tn, txn, tyn = trace_step(t, tx, ty, f, g, dx, t0, t1, (a0x, a0y), (a1x, a1y))
-        return i + 1, tn, txn, tyn, f, t
-
-    def cond(i, t, tx, ty, f_last, t_prev):
-        return i < n_steps
-
-    with dr.suspend_grad():
-        i, t, tx, ty, f_last, t_prev = dr.while_loop(
-            (mi.UInt32(0), mi.Float(t0), mi.Float(a0x), mi.Float(a0y), dr.zeros(mi.Float, n_lanes),
-             mi.Float(t0)),
-            cond, body, labels=("i", "t", "tx", "ty", "f_last", "t_prev"), label="sdf_sphere_trace")
-        # the last recorded point: t before the final update (t_{n-1}), as in the buffers
-        t_last = t_prev
-        hit = (dr.abs(f_last) < hit_eps) & (t_last < t1 - hit_eps) & (t1 > t0)
-    return Trace(n_steps, buf_t, buf_x, buf_y, buf_s, t_last, f_last, hit, buf_f)
+        if dr.hint(points is not None, mode="scalar"):
+            S = point_S(f, g, ray.d, lambda_d, epsilon)
+            dr.scatter(points, TracePoints(t=ray.t, dt=ray.dt, S=S, f=f), slot + i)
+        t_last, f_last = ray.t, f
+        ray = ray.step(f, g, dx)
+        i += 1
+    return t_last, f_last
 
 
-def trace_visibility(source, o, d, tmax, n_steps: int, hit_eps: float):
+def trace_visibility(source, o, d, tmax, n_steps: int):
     """Shadow-ray test against the SDF: True where the segment [0, tmax] is unoccluded."""
-    import drjit as dr
-    import mitsuba as mi
     with dr.suspend_grad():
         o, d, tmax = dr.detach(o), dr.detach(d), dr.detach(tmax)
         zero = [mi.Vector3f(0.0), mi.Vector3f(0.0)]
         t0, t1, _, _, valid = source.interval(o, d, zero, zero)
-        t1 = dr.minimum(t1, tmax)
+        return ~(_blocked(source, o, d, t0, dr.minimum(t1, tmax), n_steps) & valid)
 
-        def body(i, t, blocked):
-            f, _ = source.eval(o + t * d, 1)
-            f = dr.detach(f)
-            blocked |= (f < hit_eps) & (t < t1)
-            return i + 1, t + dr.maximum(f, hit_eps), blocked
 
-        def cond(i, t, blocked):
-            return (i < n_steps) & (t < t1) & ~blocked
-
-        _, _, blocked = dr.while_loop((mi.UInt32(0), mi.Float(t0), dr.zeros(mi.Bool, dr.width(t0))),
-                                      cond, body, label="sdf_shadow_trace")
-        return ~(blocked & valid)
+@dr.syntax
+def _blocked(source, o, d, t0, t1, n_steps):
+    """Whether up to ``n_steps`` steps of at least HIT_EPS meet the surface in [t0, t1]."""
+    i, t, blocked = mi.UInt32(0), mi.Float(t0), dr.zeros(mi.Bool, dr.width(t0))
+    while dr.hint((i < n_steps) & (t < t1) & ~blocked, label="sdf_shadow_trace"):
+        f = dr.detach(source.eval(o + t * d, 1)[0])
+        blocked |= (f < HIT_EPS) & (t < t1)
+        t = t + dr.maximum(f, HIT_EPS)
+        i += 1
+    return blocked

@@ -1,0 +1,61 @@
+"""Options of ``sdf_reparam`` / ``sdf_naive``: each property's default and check, defined once.
+
+The fields are the integrators' XML properties of the same names, plus
+``warp`` (on for ``sdf_reparam``, off for ``sdf_naive``). ``epsilon`` pads
+S = |f| + λ_d|∇f·d| + ε (Eq. 11): small with all points; a top-k subset's
+shifted weights (Eq. 14) need a larger one to stay stable where tracer points
+cluster, hence two defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..errors import UserError
+
+SHADINGS = ("emissive", "diffuse")
+EPSILON_ALL = 1e-3      # default epsilon with top_k = 0
+EPSILON_TOP_K = 2e-2    # default epsilon with top_k >= 2
+
+# (field, type, test, the rule a bad value breaks), checked in this order
+_RULES = (
+    ("gamma", float, lambda v: v > 2, "> 2"),
+    ("lambda_d", float, lambda v: v > 0, "> 0"),
+    ("top_k", int, lambda v: v == 0 or v >= 2, "0 (all points) or >= 2"),
+    ("epsilon", float, lambda v: v > 0, "> 0"),
+    ("max_steps", int, lambda v: v >= 1, ">= 1"),
+    ("shading", str, lambda v: v in SHADINGS, "emissive or diffuse"),
+)
+
+
+@dataclass(frozen=True)
+class SDFOptions:
+    """Settings of the SDF renderer (values converted to their types and checked on creation)."""
+    gamma: float = 3.0          # weight exponent γ, w = S^(−γ) (Eq. 12)
+    lambda_d: float = 0.1       # λ_d of S (Eq. 11)
+    top_k: int = 0              # 0: every tracer point; k ≥ 2: the k largest weights (Eq. 14)
+    epsilon: float | None = None    # ε of S; None: EPSILON_ALL or EPSILON_TOP_K by top_k
+    max_steps: int = 64         # sphere-tracing points per ray
+    shading: str = "emissive"   # emissive: L = albedo; diffuse: Lambertian, one emitter sample
+    warp: bool = True           # boundary warp (sdf_reparam) or plain AD (sdf_naive)
+
+    def __post_init__(self):
+        for name, kind, ok, rule in _RULES:
+            value = getattr(self, name)
+            if name == "epsilon" and value is None:
+                value = EPSILON_ALL if self.top_k == 0 else EPSILON_TOP_K
+            value = kind(value)
+            object.__setattr__(self, name, value)
+            if not ok(value):
+                shown = repr(value) if kind is str else value
+                raise UserError(f"{name} must be {rule} (got {shown})")
+        object.__setattr__(self, "warp", bool(self.warp))
+
+    @classmethod
+    def from_properties(cls, props, warp: bool) -> "SDFOptions":
+        """The options given in Mitsuba ``props`` (the rest at their defaults)."""
+        given = {f.name: props[f.name] for f in fields(cls) if f.name != "warp" and f.name in props}
+        return cls(warp=warp, **given)
+
+    def streams(self, use_warp: bool) -> bool:
+        """Whether the warp over all tracer points is summed while tracing (nothing recorded)."""
+        return use_warp and (self.top_k == 0 or self.top_k >= self.max_steps)
