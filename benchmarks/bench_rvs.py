@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from common import write_json
+
 
 def _fields(grid: int, seed: int = 0):
     import numpy as np
@@ -234,9 +236,7 @@ def main(argv=None) -> int:
               f"x{ref['step_cpu_s'] / r['step_cpu_s']:.2f} less | {r['jit_peak_mb']:.0f} | {r['jit_step_mb']:.1f} | "
               f"x{ref['jit_step_mb'] / max(r['jit_step_mb'], 1e-9):.2f} less | {r['peak_rss_mb']:.0f} | "
               f"{r['rmse_1spp']:.4f} | {r['rmse_avg']:.4f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=2)
+    write_json(args.json, {"args": vars(args), "results": results})
     return 0
 
 

@@ -323,7 +323,6 @@ def main(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
 
-    import mitsuba as mi
     import rvs_mi
     variant = rvs_mi.init()
     prob = PROBLEMS[args.problem](args)

@@ -38,6 +38,8 @@ import time
 
 import numpy as np
 
+from common import write_json
+
 CONFIGS = [("sdf_naive", 8), ("sdf_reparam", 0), ("sdf_reparam", 8)]
 SCENES = ("torus", "grid64")
 
@@ -203,9 +205,7 @@ def main():
           f"{frac['kept_fraction_of_all']:.1%} of all points; mean active points per ray "
           f"{frac['mean_active_points']:.1f} -> {frac['kept_fraction_of_active']:.1%} of the active ones "
           f"(paper: ~35% at k=7 of 22)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "kept": frac, "args": vars(args)}, f, indent=2)
+    write_json(args.json, {"rows": rows, "kept": frac, "args": vars(args)})
     return 0
 
 

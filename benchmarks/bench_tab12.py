@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from common import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "scenes", "configs", "volume_rvs.toml")
 
@@ -173,9 +175,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {m('psnr0'):.2f} → {m('psnr'):.2f} | {m('ssim0'):.3f} → {m('ssim'):.3f} | {m('step_s'):.3f} | "
               f"x{ref_step / m('step_s'):.2f} faster | {m('step_cpu_s'):.3f} | x{ref_cpu / m('step_cpu_s'):.2f} less | "
               f"{m('jit_peak_mb'):.0f} | {m('rss_mb'):.0f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=2)
+    write_json(args.json, {"args": vars(args), "results": results})
     return 0
 
 

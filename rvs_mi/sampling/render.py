@@ -40,8 +40,9 @@ def film_incompatibility(integrator) -> str | None:
         return None
     if flag is False:
         return getattr(integrator, "SPARSE_PIXELS_REASON", "it declares SPARSE_PIXELS = False")
-    from mitsuba.ad.integrators.common import PSIntegrator
-    if isinstance(integrator, PSIntegrator):
+    # By the base's name: Mitsuba's own plugins keep the PSIntegrator class of the variant they
+    # were registered under, which differs from mitsuba.ad.integrators.common's after a variant change.
+    if any(cls.__name__ == "PSIntegrator" for cls in type(integrator).__mro__):
         return "its boundary term projects silhouette samples onto the real film"
     return None
 
