@@ -4,8 +4,11 @@ A ``gridvolume`` child is taken over as a :class:`GridField`: its tensor becomes
 the integrator's differentiable parameter ``<integrator id>.<name>.data`` (so it
 can be replaced, also by a grid of another resolution, through
 ``params.update()``; Mitsuba's own gridvolume refuses updates to other than 1, 3
-or 6 channels) and is evaluated by a ``mi.Texture3f`` (trilinear, clamped,
-``use_accel=False`` so gradients are exact). Any other volume plugin is
+or 6 channels) and is evaluated by a ``mi.Texture3f`` with the child's
+``to_world``, ``filter_type`` and ``wrap_mode`` (read back by
+:mod:`.placement`) and ``use_accel=False``, so values equal the gridvolume's
+own and gradients are exact. Grid values must be finite with |v| ≤ MAX_VALUE
+(larger ones overflow float32 in sums and squared losses). Any other volume plugin is
 wrapped as a :class:`VolumeField` and evaluated through ``Volume.eval*``; its
 own parameters appear under ``<integrator id>.<name>.…``.
 
@@ -16,17 +19,16 @@ radiance is linear in the grid values.
 """
 from __future__ import annotations
 
-import re
-
 import drjit as dr
 import mitsuba as mi
-import numpy as np
 
 from ..errors import UserError
+from .placement import Placement, read_placement
 from .spline import SIGMA_MAX
 
 ACTIVATIONS = ("none", "relu", "softplus", "exp")
 RADIANCE_CHANNELS = {3: None, 12: 1, 27: 2}      # channels -> SH degree (None = RGB)
+MAX_VALUE = 1e15                                  # largest |grid value| accepted
 
 
 def check_activation(name: str) -> str:
@@ -70,33 +72,6 @@ def radiance_rgb(channels, d):
     return rgb
 
 
-_MATRIX = re.compile(r"to_local\s*=\s*Transform\[\s*matrix=\[(.*?)\]\],", re.S)
-
-
-def _to_local_of(volume) -> mi.ScalarTransform4f:
-    """World → [0,1]³ transform of a gridvolume.
-
-    Axis-aligned placements (the usual case) are recovered exactly from the
-    bounding box; rotated ones from the transform Mitsuba prints (6 digits).
-    """
-    bbox = volume.bbox()
-    lo, hi = np.array(bbox.min, dtype=np.float64), np.array(bbox.max, dtype=np.float64)
-    match = _MATRIX.search(str(volume))
-    matrix = None
-    if match:
-        rows = re.findall(r"\[([^\[\]]*)", "[" + match.group(1) + "]")
-        try:
-            matrix = np.array([[float(x) for x in r.split(",")] for r in rows if r.strip()])
-        except ValueError:
-            matrix = None
-    if matrix is not None and matrix.shape == (4, 4):
-        lin = matrix[:3, :3]
-        if np.abs(lin - np.diag(np.diag(lin))).max() > 1e-6 * np.abs(lin).max():
-            return mi.ScalarTransform4f(matrix.tolist())
-    scale = 1.0 / np.maximum(hi - lo, 1e-30)
-    return mi.ScalarTransform4f().scale(scale.tolist()).translate((-lo).tolist())
-
-
 def unit_box_interval(to_local, ray):
     """(hit, t0, t1) of ``ray`` with the box that ``to_local`` maps to [0, 1]³."""
     o = to_local @ ray.o
@@ -110,10 +85,11 @@ class GridField:
 
     is_grid = True
 
-    def __init__(self, name: str, data, to_local, allowed: tuple[int, ...]):
+    def __init__(self, name: str, data, placement: Placement, allowed: tuple[int, ...]):
         self.name = name
         self.allowed = allowed
-        self.to_local = mi.Transform4f(to_local)
+        self.placement = placement
+        self.to_local = mi.Transform4f(placement.transform)
         self.data = mi.TensorXf(data)
         self.tex = None
         self.refresh()
@@ -121,7 +97,7 @@ class GridField:
     @classmethod
     def from_volume(cls, name, volume, allowed):
         params = mi.traverse(volume)
-        return cls(name, params["data"], _to_local_of(volume), allowed)
+        return cls(name, params["data"], read_placement(volume, name), allowed)
 
     def check(self):
         shape = tuple(self.data.shape)
@@ -132,8 +108,12 @@ class GridField:
                             + " or ".join(str(a) for a in self.allowed))
         with dr.suspend_grad():
             finite = bool(dr.all(dr.isfinite(self.data.array), axis=None))
+            largest = float(dr.max(dr.abs(self.data.array), axis=None)[0]) if finite else 0.0
         if not finite:
             raise UserError(f"{self.name} grid contains non-finite values (NaN or inf)")
+        if largest > MAX_VALUE:
+            raise UserError(f"{self.name} grid has a value of magnitude {largest:.3g}; "
+                            f"values must be at most {MAX_VALUE:.0e}")
 
     def _identity(self):
         return (self.data.array.index, self.data.array.index_ad, tuple(self.data.shape))
@@ -145,7 +125,7 @@ class GridField:
         self.check()
         # A new texture each time: it holds exactly the tensor that carries the
         # AD graph of the current parameters, whatever its shape.
-        self.tex = mi.Texture3f(self.data, use_accel=False)
+        self.tex = self.placement.texture(self.data)
         self._built_from = self._identity()
 
     @property
