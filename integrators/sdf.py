@@ -14,6 +14,7 @@ import drjit as dr
 import mitsuba as mi
 
 from rvs_mi.errors import UserError
+from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
 from rvs_mi.sdf.grid import GridSDF
 from rvs_mi.sdf.options import SDFOptions
 from rvs_mi.sdf.render import render_sdf
@@ -21,59 +22,58 @@ from rvs_mi.sdf.shading import Albedo
 from rvs_mi.sdf.sources import AnalyticSDF
 
 
-def _vec3(props, name, default):
-    if name not in props:
-        return default
-    v = props[name]
-    try:
-        return [float(c) for c in v]
-    except TypeError:
-        return [float(v)] * 3
+#: Properties of each analytic ``sdf_shape`` (the others are refused for that shape).
+_SHAPE_PROPERTIES = {"sphere": ("sdf_center", "sdf_radius"),
+                     "torus": ("sdf_center", "sdf_radius", "sdf_minor_radius"),
+                     "box": ("sdf_center", "sdf_half_extents")}
+_ANALYTIC = ("sdf_center", "sdf_radius", "sdf_minor_radius", "sdf_half_extents")
 
 
 def _source(props):
     """The SDF source: a grid volume ``sdf`` or the analytic ``sdf_shape``."""
-    shape = props.get("sdf_shape", None) if "sdf_shape" in props else None
+    shape = prop(props, "sdf_shape", str, None)
     volume = props.get("sdf", None) if "sdf" in props else None
     if volume is not None and shape is not None:
         raise UserError("give either sdf_shape or an <volume name=\"sdf\">, not both")
     if volume is not None:
         if not isinstance(volume, mi.Volume):
             raise UserError("'sdf' must be a <volume type=\"gridvolume\">")
+        refuse_properties(props, _ANALYTIC, "applies to an analytic sdf_shape, not to an <volume name=\"sdf\">")
         return GridSDF(volume)
     if shape is not None:
+        if shape not in _SHAPE_PROPERTIES:
+            raise UserError(f"unknown sdf_shape {shape!r}; expected one of {', '.join(_SHAPE_PROPERTIES)}")
+        refuse_properties(props, [n for n in _ANALYTIC if n not in _SHAPE_PROPERTIES[shape]],
+                          f"does not apply to sdf_shape {shape!r}")
         return AnalyticSDF(
-            str(shape), _vec3(props, "sdf_center", [0.0, 0.0, 0.0]),
-            float(props.get("sdf_radius", 1.0)), float(props.get("sdf_minor_radius", 0.25)),
-            _vec3(props, "sdf_half_extents", [0.5, 0.5, 0.5]))
+            shape, prop(props, "sdf_center", "vec3", [0.0, 0.0, 0.0]),
+            prop(props, "sdf_radius", float, 1.0), prop(props, "sdf_minor_radius", float, 0.25),
+            prop(props, "sdf_half_extents", "vec3", [0.5, 0.5, 0.5]))
+    refuse_properties(props, _ANALYTIC, "needs sdf_shape")
     raise UserError("missing SDF: set <string name=\"sdf_shape\" value=\"sphere|torus|box\"/> "
                     "or add <volume name=\"sdf\" type=\"gridvolume\">")
 
 
 def _albedo(props):
-    """The ``albedo`` property: an RGB value or a 3-channel volume (default 0.8 gray)."""
+    """The ``albedo`` property: an RGB value, one number or a 3-channel volume (default 0.8 gray)."""
     if "albedo" not in props:
         return Albedo()
-    a = props["albedo"]
-    if isinstance(a, mi.Volume):
-        if a.channel_count() != 3:
-            raise UserError(f"albedo volume must have 3 channels (got {a.channel_count()})")
-        return Albedo(volume=a)
-    if isinstance(a, mi.Object):
+    T = mi.Properties.Type
+    if props.type("albedo") in (T.Object, T.ResolvedReference, T.Reference):
+        a = props["albedo"]
+        if isinstance(a, mi.Volume):
+            if a.channel_count() != 3:
+                raise UserError(f"albedo volume must have 3 channels (got {a.channel_count()})")
+            return Albedo(volume=a)
         raise UserError("albedo must be an <rgb> value or a 3-channel <volume>")
-    try:
-        vals = [float(c) for c in a]
-    except TypeError:
-        vals = [float(a)] * 3
-    if len(vals) != 3:
-        raise UserError(f"albedo must have 3 channels (got {len(vals)})")
-    return Albedo(mi.Color3f(*vals))
+    return Albedo(mi.Color3f(*prop(props, "albedo", "vec3")))
 
 
 class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
     warp = True
 
     def __init__(self, props):
+        refuse_properties(props, BASE_INTEGRATOR_PROPERTIES, "has no effect on this integrator")
         super().__init__(props)
         self.options = SDFOptions.from_properties(props, warp=type(self).warp)
         self.source = _source(props)      # replaced by rvs_mi.sdf.neural.attach_neural_sdf

@@ -15,7 +15,8 @@ import drjit as dr
 import mitsuba as mi
 from mitsuba.ad.integrators.common import ADIntegrator
 
-from rvs_mi.errors import UserError
+from rvs_mi.errors import UserError  # noqa: F401  (plugins raise it)
+from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
 from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
                                       quadrature_colour, rvs_colour)
 from rvs_mi.volume.fields import activate, check_activation, make_field, radiance_rgb
@@ -25,12 +26,7 @@ from rvs_mi.workarounds import no_expand_scatter
 
 
 def _int(props, name, default, minimum):
-    value = props.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{name} must be an integer (got {value!r})")
-    if value < minimum:
-        raise UserError(f"{name} must be >= {minimum} (got {value})")
-    return int(value)
+    return prop(props, name, int, default, min=minimum)
 
 
 class VolumeIntegrator(ADIntegrator):
@@ -42,9 +38,10 @@ class VolumeIntegrator(ADIntegrator):
     """
 
     def __init__(self, props):
+        refuse_properties(props, BASE_INTEGRATOR_PROPERTIES, "has no effect on this integrator")
         super().__init__(props)
-        self.activation = check_activation(props.get("density_activation", "none"))
-        self.jitter = bool(props.get("jitter", True))
+        self.activation = check_activation(prop(props, "density_activation", str, "none"))
+        self.jitter = prop(props, "jitter", bool, True)
         self.density = make_field("density", props.get("density", None), (1,))
         self.radiance = make_field("radiance", props.get("radiance", None), (3, 12, 27))
 
@@ -148,7 +145,7 @@ class RVSIntegrator(VolumeIntegrator):
         super().__init__(props)
         self.knots = _int(props, "knots", 128, 2)
         self.samples = _int(props, "samples", 8, 1)
-        self.stratified = bool(props.get("stratified", True))
+        self.stratified = prop(props, "stratified", bool, True)
 
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
         active = mi.Bool(active)

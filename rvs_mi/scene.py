@@ -43,6 +43,12 @@ def load_scene(path: str, defines: dict[str, str] | None = None, variant: str | 
         if user:
             detail = (f"{where.group(1)}: " if where else "") + user.group(1).strip()
             raise UserError(f"cannot load scene {path}: {one_line(detail)}") from None
+        # Another Python exception raised in a plugin: its last line holds the cause.
+        cause = re.findall(r"^(?:\S*\.)?(\w*(?:Error|Exception)): (.+)$", str(exc), re.MULTILINE)
+        if cause and "Traceback (most recent call last)" in str(exc):
+            kind, text = cause[-1]
+            detail = (f"{where.group(1)}: " if where else "") + f"{kind}: {text.strip()}"
+            raise UserError(f"cannot load scene {path}: {one_line(detail)}") from None
         raise UserError(f"cannot load scene {path}: {one_line(exc)}") from None
 
 
@@ -61,3 +67,124 @@ def check_spp(spp: int, name: str = "spp") -> int:
     if spp is None or int(spp) < 1:
         raise UserError(f"{name} must be >= 1 (got {spp})")
     return int(spp)
+
+
+# --------------------------------------------------------------------------- plugin properties
+#: Properties that Mitsuba's integrator base classes read but rvs-mi's integrators do not use:
+#: given to one of them, they are refused rather than silently ignored.
+BASE_INTEGRATOR_PROPERTIES = ("max_depth", "rr_depth", "hide_emitters", "samples_per_pass", "timeout")
+
+_KIND_NAMES = {bool: "a boolean (true or false)", int: "an integer", float: "a finite number",
+               str: "a string", "vec3": "three finite numbers (or one)"}
+
+
+def _plugin(props) -> str:
+    try:
+        return props.plugin_name() or "plugin"
+    except Exception:
+        return "plugin"
+
+
+def _shown(props, name) -> str:
+    kind = str(props.type(name)).rsplit(".", 1)[-1].lower()
+    try:
+        value = props[name]
+    except Exception:
+        return kind
+    return f"{kind} {value!r}" if kind in ("bool", "integer", "float", "string") else kind
+
+
+def refuse_properties(props, names, reason: str) -> None:
+    """``UserError`` naming the first of ``names`` that ``props`` holds (with ``reason``)."""
+    for name in names:
+        if name in props:
+            raise UserError(f"{_plugin(props)}: {name} {reason}")
+
+
+def prop(props, name: str, kind, default=None, *, min=None, max=None, above=None, choices=None):
+    """Property ``name`` of Mitsuba ``props`` as ``kind``, checked against its Mitsuba type.
+
+    ``kind`` is ``bool``, ``int``, ``float``, ``str`` or ``"vec3"`` (a point, vector, colour
+    or one number for all three). A value of another Mitsuba type is refused, as is a
+    non-integral number for an integer, a non-finite number, or a string that is not
+    exactly ``true``/``false`` (booleans) or one number (numbers). ``min``/``max``
+    (inclusive), ``above`` (exclusive) and ``choices`` bound the value. Absent: ``default``
+    (unchecked). Every refusal is a :class:`UserError` that names the plugin and property.
+    """
+    if name not in props:
+        return default
+    import math
+
+    T = mi.Properties.Type
+    ptype = props.type(name)
+
+    def bad(extra=""):
+        return UserError(f"{_plugin(props)}: {name} must be {_KIND_NAMES[kind]}{extra} "
+                         f"(got {_shown(props, name)})")
+
+    value = props[name]
+    if kind is bool:
+        if ptype == T.Bool:
+            return bool(value)
+        if ptype == T.String and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise bad()
+    if kind is str:
+        if ptype != T.String:
+            raise bad()
+        if choices is not None and value not in choices:
+            raise UserError(f"{_plugin(props)}: {name} must be one of {', '.join(choices)} "
+                            f"(got {value!r})")
+        return value
+    if kind == "vec3":
+        if ptype in (T.Vector, T.Color):
+            out = [float(c) for c in value]
+        elif ptype in (T.Float, T.Integer):
+            out = [float(value)] * 3
+        elif ptype == T.String:
+            try:
+                parts = [float(c) for c in value.replace(",", " ").split()]
+            except ValueError:
+                raise bad() from None
+            if len(parts) not in (1, 3):
+                raise bad()
+            out = parts * 3 if len(parts) == 1 else parts
+        else:
+            raise bad()
+        if len(out) != 3 or not all(math.isfinite(c) for c in out):
+            raise bad()
+        return out
+    # int / float
+    if ptype == T.Integer:
+        number = int(value)
+    elif ptype == T.Float:
+        number = float(value)
+    elif ptype == T.String:
+        text = value.strip()
+        try:
+            number = int(text) if kind is int else float(text)
+        except ValueError:
+            raise bad() from None
+    else:
+        raise bad()
+    if kind is int:
+        if isinstance(number, float):
+            if not (math.isfinite(number) and number == int(number)):
+                raise bad()
+            number = int(number)
+    else:
+        number = float(number)
+        if not math.isfinite(number):
+            raise bad()
+    rule = None
+    if min is not None and number < min:
+        rule = f">= {min}"
+    elif max is not None and number > max:
+        rule = f"<= {max}"
+    elif above is not None and not number > above:
+        rule = f"> {above}"
+    if choices is not None and number not in choices:
+        rule = "one of " + ", ".join(str(c) for c in choices)
+    if rule:
+        raise UserError(f"{_plugin(props)}: {name} must be {rule} (got {number})")
+    return number

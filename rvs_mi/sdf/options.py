@@ -27,6 +27,25 @@ _RULES = (
 )
 
 
+def _typed(name, value, kind):
+    """``value`` as ``kind``: integers must be integral, numbers finite, strings strings."""
+    import math
+    import numbers
+    if kind is str:
+        if not isinstance(value, str):
+            raise UserError(f"{name} must be a string (got {value!r})")
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{name} must be {'an integer' if kind is int else 'a number'} (got {value!r})")
+    if not math.isfinite(value):
+        raise UserError(f"{name} must be finite (got {value})")
+    if kind is int:
+        if value != int(value):
+            raise UserError(f"{name} must be an integer (got {value})")
+        return int(value)
+    return float(value)
+
+
 @dataclass(frozen=True)
 class SDFOptions:
     """Settings of the SDF renderer (values converted to their types and checked on creation)."""
@@ -43,17 +62,22 @@ class SDFOptions:
             value = getattr(self, name)
             if name == "epsilon" and value is None:
                 value = EPSILON_ALL if self.top_k == 0 else EPSILON_TOP_K
-            value = kind(value)
+            value = _typed(name, value, kind)
             object.__setattr__(self, name, value)
             if not ok(value):
                 shown = repr(value) if kind is str else value
                 raise UserError(f"{name} must be {rule} (got {shown})")
-        object.__setattr__(self, "warp", bool(self.warp))
+        if not isinstance(self.warp, bool):
+            raise UserError(f"warp must be true or false (got {self.warp!r})")
 
     @classmethod
     def from_properties(cls, props, warp: bool) -> "SDFOptions":
-        """The options given in Mitsuba ``props`` (the rest at their defaults)."""
-        given = {f.name: props[f.name] for f in fields(cls) if f.name != "warp" and f.name in props}
+        """The options given in Mitsuba ``props`` (the rest at their defaults), each read
+        with its Mitsuba property type checked (``rvs_mi.scene.prop``)."""
+        from ..scene import prop
+        kinds = {name: kind for name, kind, _, _ in _RULES}
+        given = {f.name: prop(props, f.name, kinds[f.name]) for f in fields(cls)
+                 if f.name != "warp" and f.name in props}
         return cls(warp=warp, **given)
 
     def streams(self, use_warp: bool) -> bool:
