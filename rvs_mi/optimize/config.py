@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -22,9 +23,17 @@ REQUIRED = object()
 SCHEDULES = ("constant", "cosine", "exponential")
 
 
-def key(default, help: str, *, min=None, choices=None):
-    """A config field: default (``REQUIRED`` for none), help text, lowest value, allowed values."""
-    meta = {"help": help, "min": min, "choices": choices}
+SEED_MAX = 2**32 - 1
+
+
+def key(default, help: str, *, min=None, max=None, above=None, below=None, choices=None, items=None,
+        length=None):
+    """A config field: default (``REQUIRED`` for none), help text and its checks: ``min``/``max``
+    (inclusive) and ``above``/``below`` (exclusive) bounds, allowed values (``choices``), the
+    type of a list's items (``items``) and a list's length (``length``). Numbers (``float``
+    fields and ``float`` items) must be finite."""
+    meta = {"help": help, "min": min, "max": max, "above": above, "below": below, "choices": choices,
+            "items": items, "length": length}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -33,7 +42,7 @@ def key(default, help: str, *, min=None, choices=None):
 @dataclass
 class SceneSection:
     file: str = key(REQUIRED, "Mitsuba XML scene to optimize (its integrator renders)")
-    defines: dict = key({}, "substitutions for $key in the XML")
+    defines: dict = key({}, "substitutions for $key in the XML (strings, numbers or true/false)")
     neural: dict = key({}, "volume integrators: replace the density/radiance grids by neural "
                            "fields (rvs_mi.volume.attach_neural_fields options; {} = grids)")
     neural_sdf: dict = key({}, "SDF integrators: replace the SDF by a neural SDF "
@@ -50,28 +59,28 @@ class ReferencesSection:
     res: int = key(64, "image resolution (datasets are resized to it)", min=1)
     spp: int = key(256, "samples per pixel of rendered references", min=1)
     rig: str = key("sphere", "camera rig", choices=("sphere", "hemisphere", "turntable"))
-    fov: float = key(40.0, "horizontal field of view (degrees) of rendered references")
+    fov: float = key(40.0, "horizontal field of view (degrees) of rendered references", above=0.0, below=180.0)
     radius: float = key(0.0, "camera distance (0: frame the reference scene's bounding box)", min=0.0)
-    background: list = key([0.0, 0.0, 0.0], "colour behind transparent dataset pixels")
+    background: list = key([0.0, 0.0, 0.0], "colour behind transparent dataset pixels", items=float, length=3)
     max_views: int = key(0, "use at most this many dataset views (0: all)", min=0)
-    seed: int = key(0, "seed of the camera rig")
+    seed: int = key(0, "seed of the camera rig", min=0, max=SEED_MAX)
 
 
 @dataclass
 class OptimizeSection:
-    params: list = key(REQUIRED, "mi.traverse keys or regular expressions to optimize")
+    params: list = key(REQUIRED, "mi.traverse keys or regular expressions to optimize", items=str)
     steps: int = key(100, "optimization steps", min=1)
     spp: int = key(4, "samples per pixel of the primal render", min=1)
     spp_grad: int = key(0, "samples per pixel of the gradient pass (0: same as spp)", min=0)
-    lr: float = key(0.02, "Adam learning rate")
+    lr: float = key(0.02, "Adam learning rate", above=0.0)
     lr_scale: dict = key({}, "per-parameter learning-rate factors: {regex = factor}")
     lr_schedule: str = key("constant", "learning-rate schedule", choices=SCHEDULES)
-    lr_final: float = key(0.1, "final learning rate as a fraction of lr (cosine/exponential)")
+    lr_final: float = key(0.1, "final learning rate as a fraction of lr (cosine/exponential)", min=0.0)
     loss: str = key(DEFAULT_LOSS, "image loss", choices=LOSSES)
-    huber_delta: float = key(HUBER_DELTA, "Huber loss threshold")
-    multiscale: int = key(1, "levels of the image pyramid in the loss (1: off; full images only)", min=1)
+    huber_delta: float = key(HUBER_DELTA, "Huber loss threshold (loss = \"huber\")", above=0.0)
+    multiscale: int = key(1, "levels of the image pyramid in the loss (1: off; sampler \"full\" only)", min=1)
     clamp: dict = key({}, "value ranges applied after each step: {regex = [lo, hi]}")
-    seed: int = key(0, "seed of rendering, view choice and pixel sampling")
+    seed: int = key(0, "seed of rendering, view choice and pixel sampling", min=0, max=SEED_MAX)
     truth: dict = key({}, "true parameter values {key = value} to log parameter error")
 
 
@@ -79,8 +88,9 @@ class OptimizeSection:
 class SamplerSection:
     name: str = key("full", "pixel sampler", choices=SAMPLERS)
     budget: float = key(SAMPLER_DEFAULTS["budget"],
-                        "pixel samples per step: a fraction of the image (<=1) or a count")
-    beta: float = key(SAMPLER_DEFAULTS["beta"], "uniform mixing weight of the adaptive sampler, in (0, 1]")
+                        "pixel samples per step: a fraction of the image (<=1) or a count", above=0.0)
+    beta: float = key(SAMPLER_DEFAULTS["beta"], "uniform mixing weight of the adaptive sampler, in (0, 1]",
+                      above=0.0, max=1.0)
     rebuild_every: int = key(SAMPLER_DEFAULTS["rebuild_every"],
                              "steps between rebuilds of the adaptive distribution", min=1)
     tile: int = key(SAMPLER_DEFAULTS["tile"], "tile size of the adaptive statistics in pixels", min=1)
@@ -92,19 +102,19 @@ class SamplerSection:
 @dataclass
 class UpsampleSection:
     initial_resolution: int = key(0, "resample the grids to this resolution before step 0 (0: keep)", min=0)
-    at_steps: list = key([], "steps at which grids double their resolution")
-    params: list = key([], "keys/regexes of the grids to upsample (default: optimized tensors)")
+    at_steps: list = key([], "steps at which grids double their resolution", items=int)
+    params: list = key([], "keys/regexes of the grids to upsample (default: optimized tensors)", items=str)
 
 
 @dataclass
 class RegularizersSection:
     tv: float = key(0.0, "total-variation weight on 3-D grid parameters", min=0.0)
     laplacian: float = key(0.0, "Laplacian (smoothness) weight on 3-D grid parameters", min=0.0)
-    params: list = key([], "keys/regexes the regularizers apply to (default: all 3-D grids)")
+    params: list = key([], "keys/regexes the regularizers apply to (default: all 3-D grids)", items=str)
     eikonal: float = key(0.0, "eikonal weight mean(|grad f| - 1)^2 for a neural SDF", min=0.0)
     eikonal_points: int = key(1024, "random points per step of the eikonal term", min=1)
     redistance_every: int = key(0, "redistance SDF grids every N steps (0: never)", min=0)
-    sdf_params: list = key([], "keys/regexes of SDF grids to redistance")
+    sdf_params: list = key([], "keys/regexes of SDF grids to redistance", items=str)
 
 
 @dataclass
@@ -147,17 +157,35 @@ def _closest(word, options):
     return f" (closest valid: {', '.join(close)})" if close else f" (valid: {', '.join(options)})"
 
 
-def _check_field(where, value, f):
-    kind = f.type
+def _type_error(where, kind, value):
+    return UserError(f"config {where}: expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}")
+
+
+def _scalar(where, value, kind):
+    """``value`` as ``kind`` (an int is a float where a number is expected; numbers finite)."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise UserError(f"config {where}: expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}")
-    if f.metadata["choices"] is not None and value not in f.metadata["choices"]:
-        raise UserError(f"config {where} = {value!r}: choose one of {', '.join(f.metadata['choices'])}")
-    lo = f.metadata["min"]
-    if lo is not None and not value >= lo:
-        raise UserError(f"config {where} must be >= {lo} (got {value})")
+    if (kind in (int, float) and isinstance(value, bool)) or not isinstance(value, kind):
+        raise _type_error(where, kind, value)
+    if kind is float and not math.isfinite(value):
+        raise UserError(f"config {where} must be a finite number (got {value})")
+    return value
+
+
+def _check_field(where, value, f):
+    meta = f.metadata
+    value = _scalar(where, value, f.type)
+    if meta["items"] is not None:
+        value = [_scalar(f"{where}[{i}]", v, meta["items"]) for i, v in enumerate(value)]
+    if meta["length"] is not None and len(value) != meta["length"]:
+        raise UserError(f"config {where} must have {meta['length']} values (got {len(value)})")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise UserError(f"config {where} = {value!r}: choose one of {', '.join(meta['choices'])}")
+    for bound, ok, rule in (("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
+                            ("above", lambda v, b: v > b, ">"), ("below", lambda v, b: v < b, "<")):
+        b = meta[bound]
+        if b is not None and not ok(value, b):
+            raise UserError(f"config {where} must be {rule} {b} (got {value})")
     return value
 
 
@@ -183,7 +211,7 @@ def validate(raw: dict, base_dir: str = ".") -> Config:
         if not isinstance(raw[name], dict):
             raise UserError(f"config [{name}] must be a table")
     config = Config(**{name: _section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()})
-    _check_values(config)
+    _check_values(config, {f"{name}.{k}" for name, section in raw.items() for k in section})
     for section, k in (("scene", "file"), ("references", "dataset"), ("references", "scene")):
         value = getattr(getattr(config, section), k)
         if value and not os.path.isabs(value):
@@ -191,18 +219,122 @@ def validate(raw: dict, base_dir: str = ".") -> Config:
     return config
 
 
-def _check_values(c: Config) -> None:
+#: Keys that only a reference scene uses, and keys that only a dataset uses.
+SCENE_REFERENCE_KEYS = ("views", "test_views", "spp", "rig", "fov", "radius", "defines", "seed")
+DATASET_REFERENCE_KEYS = ("background", "max_views")
+
+#: (key, the condition under which it has an effect, the condition in words): a key given
+#: explicitly while its condition is false is refused rather than ignored.
+_EFFECTIVE = (
+    ("optimize.lr_final", lambda c: c.optimize.lr_schedule != "constant", "lr_schedule is cosine or exponential"),
+    ("optimize.huber_delta", lambda c: c.optimize.loss == "huber", "loss = \"huber\""),
+    ("upsample.params", lambda c: c.upsample.initial_resolution > 0 or c.upsample.at_steps,
+     "upsample.initial_resolution or upsample.at_steps is set"),
+    ("regularizers.params", lambda c: c.regularizers.tv > 0 or c.regularizers.laplacian > 0,
+     "regularizers.tv or regularizers.laplacian is > 0"),
+    ("regularizers.sdf_params", lambda c: c.regularizers.redistance_every > 0,
+     "regularizers.redistance_every is > 0"),
+    ("regularizers.eikonal_points", lambda c: c.regularizers.eikonal > 0, "regularizers.eikonal is > 0"),
+)
+
+
+def check_reference_keys(c: Config) -> None:
+    """Refuse [references] keys given explicitly that the kind of references in use ignores.
+    (For a dataset this runs once the dataset has loaded, so that a missing or unreadable
+    dataset is what gets reported first.)"""
+    unused = DATASET_REFERENCE_KEYS if c.references.scene else SCENE_REFERENCE_KEYS
+    for k in unused:
+        if f"references.{k}" in getattr(c, "given", ()):
+            raise UserError(f"config references.{k} applies only to a reference "
+                            f"{'dataset' if c.references.scene else 'scene'}; this config uses a "
+                            f"{'scene' if c.references.scene else 'dataset'} (remove the key)")
+
+
+def defines_text(defines: dict) -> dict:
+    """XML substitutions as strings: booleans as true/false, numbers as Python writes them."""
+    return {k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in defines.items()}
+
+
+def _check_defines(where, defines):
+    for k, v in defines.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"config {where}.{k} must be a finite number (got {v})")
+        if not isinstance(v, (str, int, float, bool)):
+            raise UserError(f"config {where}.{k}: expected a string, number or true/false, "
+                            f"got {type(v).__name__} {v!r}")
+
+
+def _check_patterns(where, patterns):
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise UserError(f"config {where}: bad regular expression {p!r}: {exc}") from None
+
+
+def _number(where, v):
+    return _scalar(where, v, float)
+
+
+def _bound(where, v):
+    """A clamp bound: a number, or -inf/inf for no bound on that side (never NaN)."""
+    if isinstance(v, float) and math.isinf(v):
+        return v
+    return _number(where, v)
+
+
+def _check_values(c: Config, given=frozenset()) -> None:
     """Checks that involve more than one field's type and range."""
     opt, ref = c.optimize, c.references
     if bool(ref.dataset) == bool(ref.scene):
         raise UserError("config [references] needs exactly one of dataset = FOLDER or scene = FILE")
-    if not opt.params or not all(isinstance(p, str) for p in opt.params):
+    c.given = frozenset(given)
+    if ref.scene:
+        check_reference_keys(c)
+    for k, when, words in _EFFECTIVE:
+        if k in given and not when(c):
+            raise UserError(f"config {k} has no effect unless {words} (remove it or set that)")
+    _check_defines("scene.defines", c.scene.defines)
+    _check_defines("references.defines", ref.defines)
+    if not opt.params:
         raise UserError("config optimize.params must be a non-empty list of key strings")
-    if not (opt.lr > 0 and math.isfinite(opt.lr)):
-        raise UserError(f"config optimize.lr must be > 0 (got {opt.lr})")
+    _check_patterns("optimize.params", opt.params)
+    _check_patterns("optimize.lr_scale", list(opt.lr_scale))
+    for k, factor in opt.lr_scale.items():
+        if not _number(f"optimize.lr_scale.{k!r}", factor) > 0:
+            raise UserError(f"config optimize.lr_scale.{k!r} must be > 0 (got {factor})")
+    _check_patterns("optimize.clamp", list(opt.clamp))
     for k, rng in opt.clamp.items():
-        if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)):
-            raise UserError(f"config optimize.clamp.{k} must be [lo, hi]")
+        if not (isinstance(rng, list) and len(rng) == 2):
+            raise UserError(f"config optimize.clamp.{k!r} must be [lo, hi] (got {rng!r})")
+        lo, hi = (_bound(f"optimize.clamp.{k!r}", v) for v in rng)
+        if not lo <= hi:
+            raise UserError(f"config optimize.clamp.{k!r} = [{lo}, {hi}]: lo must be <= hi")
+        opt.clamp[k] = [lo, hi]
+    for k, v in opt.truth.items():
+        flat = v if isinstance(v, list) else [v]
+        while flat and all(isinstance(x, list) for x in flat):
+            flat = [y for x in flat for y in x]
+        if not flat:
+            raise UserError(f"config optimize.truth.{k!r} must be a number or a list of numbers (got {v!r})")
+        for x in flat:
+            _number(f"optimize.truth.{k!r}", x)
+    if opt.multiscale > 1 and c.sampler.name != "full":
+        raise UserError(f"config optimize.multiscale = {opt.multiscale} needs sampler.name = \"full\" "
+                        f"(the {c.sampler.name} sampler renders pixel batches, not images)")
+    budget = c.sampler.budget
+    if budget > 1 and budget != int(budget):
+        raise UserError(f"config sampler.budget = {budget}: a value > 1 is a pixel count and must be whole")
+    up = c.upsample
+    for i, s in enumerate(up.at_steps):
+        if not 0 <= s < opt.steps:
+            raise UserError(f"config upsample.at_steps[{i}] = {s} must be in [0, optimize.steps - 1 = "
+                            f"{opt.steps - 1}]")
+    if len(set(up.at_steps)) != len(up.at_steps):
+        raise UserError(f"config upsample.at_steps has a step twice: {up.at_steps}")
+    for where, patterns in (("upsample.params", up.params), ("regularizers.params", c.regularizers.params),
+                            ("regularizers.sdf_params", c.regularizers.sdf_params)):
+        _check_patterns(where, patterns)
 
 
 def load_config(path: str, overrides=()) -> Config:

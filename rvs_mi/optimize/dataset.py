@@ -70,8 +70,14 @@ def render_dataset(scene, out_dir: str, views: int, res: int, test_views: int = 
     Cameras on a seeded ``rig`` look at the centre of the scene's bounding box
     from a distance that frames it (or ``radius``). Returns a summary dict.
     """
-    if res < 1 or spp < 1 or views < 1 or test_views < 0:
-        raise UserError("views and res and spp must be >= 1 and test-views >= 0")
+    for name, value, lo in (("views", views, 1), ("res", res, 1), ("spp", spp, 1), ("test_views", test_views, 0),
+                            ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise UserError(f"dataset {name} must be an integer >= {lo} (got {value!r})")
+    if not (isinstance(fov_x_deg, (int, float)) and 0 < fov_x_deg < 180):
+        raise UserError(f"dataset fov must be in (0, 180) degrees (got {fov_x_deg!r})")
+    if radius is not None and not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
+        raise UserError(f"dataset radius must be a finite number > 0 (got {radius!r})")
     center, auto_radius = framing(scene, fov_x_deg)
     radius = auto_radius if radius is None else radius
     integrator = mi.load_dict({"type": "path", "max_depth": 8, "hide_emitters": True})
@@ -97,12 +103,88 @@ def render_dataset(scene, out_dir: str, views: int, res: int, test_views: int = 
             "rig": rig, "seed": seed, "radius": radius, "center": center.tolist()}
 
 
+#: Top-level and per-frame keys of a transforms file that are read; ``rotation`` (Blender's
+#: per-frame turntable angle in NeRF-synthetic files) describes nothing the renderer needs.
+DATASET_KEYS = ("camera_angle_x", "frames")
+FRAME_KEYS = ("file_path", "transform_matrix", "rotation")
+
+
+def _check_pose(path: str, i: int, value) -> np.ndarray:
+    """A frame's ``transform_matrix``: 4×4 finite, last row 0 0 0 1, orthonormal right-handed rotation."""
+    where = f"dataset {path}: frames[{i}].transform_matrix"
+    try:
+        m = np.array(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise UserError(f"{where} must be a 4x4 list of numbers") from None
+    if m.shape != (4, 4):
+        raise UserError(f"{where} must be 4x4 (got shape {m.shape})")
+    if not np.all(np.isfinite(m)):
+        raise UserError(f"{where} has non-finite entries")
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
+        raise UserError(f"{where} must have last row 0 0 0 1 (got {m[3].tolist()})")
+    r = m[:3, :3]
+    if not np.allclose(r.T @ r, np.eye(3), atol=1e-3) or np.linalg.det(r) <= 0:
+        raise UserError(f"{where} is not a camera pose: its 3x3 part must be a rotation "
+                        f"(orthonormal, determinant +1; determinant {np.linalg.det(r):.4g})")
+    return m
+
+
+def _check_meta(path: str, meta) -> tuple:
+    """(horizontal FOV in degrees, frames) of a parsed transforms file, or a UserError naming the field."""
+    if not isinstance(meta, dict):
+        raise UserError(f"dataset {path}: expected a JSON object with camera_angle_x and frames")
+    for k in meta:
+        if k not in DATASET_KEYS:
+            raise UserError(f"dataset {path}: unsupported field {k!r} (rvs-mi reads "
+                            f"{', '.join(DATASET_KEYS)}: a pinhole camera given by its horizontal FOV)")
+    for k in DATASET_KEYS:
+        if k not in meta:
+            raise UserError(f"dataset {path}: missing field {k!r}")
+    angle = meta["camera_angle_x"]
+    if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not (0 < angle < math.pi):
+        raise UserError(f"dataset {path}: camera_angle_x must be a number of radians in (0, pi) "
+                        f"(got {angle!r})")
+    frames = meta["frames"]
+    if not isinstance(frames, list):
+        raise UserError(f"dataset {path}: frames must be a list (got {type(frames).__name__})")
+    if not frames:
+        raise UserError(f"dataset {path} has no frames")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise UserError(f"dataset {path}: frames[{i}] must be an object with file_path and "
+                            "transform_matrix")
+        for k in frame:
+            if k not in FRAME_KEYS:
+                raise UserError(f"dataset {path}: frames[{i}] has unsupported field {k!r} "
+                                f"(read: {', '.join(FRAME_KEYS[:2])})")
+        for k in FRAME_KEYS[:2]:
+            if k not in frame:
+                raise UserError(f"dataset {path}: frames[{i}] is missing {k!r}")
+        if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+            raise UserError(f"dataset {path}: frames[{i}].file_path must be a non-empty string")
+    return math.degrees(float(angle)), frames
+
+
+def _target_size(path: str, file: str, size, res):
+    """(width, height) an image of ``size`` is resampled to: ``res`` wide, the same aspect ratio."""
+    w, h = (int(v) for v in size)
+    if res is None:
+        return w, h
+    height = res * h / w
+    if height != int(height) or height < 1:
+        raise UserError(f"dataset image {file} is {w}x{h}: references.res = {res} would make it "
+                        f"{res}x{height:.6g}; choose res so that res*{h}/{w} is a whole number")
+    return res, int(height)
+
+
 def load_dataset(folder: str, split: str = "train", res: int | None = None, background=(0.0, 0.0, 0.0),
                  spp: int = 4, max_views: int | None = None) -> Split:
     """Read one split of a NeRF-synthetic folder as sensors and linear RGB images.
 
-    Images are composited over ``background`` with their alpha and resized to
-    ``res``×``res`` when given (box filter for downscaling).
+    Images are composited over ``background`` with their alpha and, when ``res`` is
+    given, resized to ``res`` pixels wide with their aspect ratio kept (box filter for
+    downscaling); ``camera_angle_x`` is the horizontal field of view. Every field is
+    checked on load (``UserError`` naming the file and field).
     """
     path = os.path.join(folder, f"transforms_{split}.json")
     if not os.path.isdir(folder):
@@ -112,29 +194,43 @@ def load_dataset(folder: str, split: str = "train", res: int | None = None, back
     try:
         with open(path) as f:
             meta = json.load(f)
-        fov_x_deg = math.degrees(float(meta["camera_angle_x"]))
-        frames = meta["frames"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, OSError) as exc:
         raise UserError(f"unreadable dataset {path}: {exc.__class__.__name__}: {exc}") from None
-    if not frames:
-        raise UserError(f"dataset {path} has no frames")
+    fov_x_deg, frames = _check_meta(path, meta)
+    try:
+        bg = np.asarray(background, dtype=np.float32).reshape(-1)
+    except (ValueError, TypeError):
+        bg = np.zeros(0)
+    if bg.shape != (3,) or not np.all(np.isfinite(bg)):
+        raise UserError(f"dataset background must be 3 finite numbers (got {background!r})")
+    if res is not None and (isinstance(res, bool) or not isinstance(res, (int, np.integer)) or res < 1):
+        raise UserError(f"dataset res must be an integer >= 1 (got {res!r})")
+    if max_views is not None and (isinstance(max_views, bool) or not isinstance(max_views, (int, np.integer))
+                                  or max_views < 1):
+        raise UserError(f"dataset max_views must be an integer >= 1 (got {max_views!r})")
     out = Split([], [], [], fov_x_deg, [])
-    bg = np.asarray(background, dtype=np.float32)
-    for frame in frames[:max_views]:
-        try:
-            c2w = gl_to_mitsuba(np.array(frame["transform_matrix"], dtype=np.float64).reshape(4, 4))
-            file = os.path.normpath(os.path.join(folder, frame["file_path"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise UserError(f"unreadable dataset {path}: bad frame ({exc})") from None
+    native = None
+    for i, frame in enumerate(frames[:max_views]):
+        c2w = gl_to_mitsuba(_check_pose(path, i, frame["transform_matrix"]))
+        file = os.path.normpath(os.path.join(folder, frame["file_path"]))
         if not os.path.splitext(file)[1]:
             file += ".png"
         bitmap = open_bitmap(file, "dataset image")
-        if res is not None and tuple(bitmap.size()) != (res, res):
+        size = tuple(int(v) for v in bitmap.size())
+        if native is None:
+            native = size
+        elif size != native:
+            raise UserError(f"dataset image {file} is {size[0]}x{size[1]}, the split's first image "
+                            f"{native[0]}x{native[1]}: a split's images must share one size")
+        target = _target_size(path, file, size, res)
+        if target != size:
             bitmap = bitmap.convert(component_format=mi.Struct.Type.Float32, srgb_gamma=False)
-            bitmap = bitmap.resample([res, res])
+            bitmap = bitmap.resample(list(target))
         has_alpha = bitmap.pixel_format() in (mi.Bitmap.PixelFormat.RGBA, mi.Bitmap.PixelFormat.YA)
         array = np.array(bitmap.convert(mi.Bitmap.PixelFormat.RGBA if has_alpha else mi.Bitmap.PixelFormat.RGB,
                                         mi.Struct.Type.Float32, srgb_gamma=False), dtype=np.float32)
+        if not np.all(np.isfinite(array)):
+            raise UserError(f"dataset image {file} has non-finite pixel values")
         rgb = array[..., :3]
         if has_alpha:
             alpha = np.clip(array[..., 3:4], 0.0, 1.0)

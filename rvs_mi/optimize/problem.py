@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from .cameras import look_at, make_sensor, rig_positions, split_views
+from .config import check_reference_keys, defines_text
 from .dataset import Split, framing, load_dataset
 
 
@@ -52,11 +53,81 @@ def resolve_keys(params, patterns) -> list[str]:
     return keys
 
 
+def _matching(where, patterns, candidates, what) -> None:
+    """Refuse a pattern of config ``where`` that matches none of ``candidates``."""
+    for pattern in patterns:
+        if not any(pattern == k or re.fullmatch(pattern, k) for k in candidates):
+            shown = ", ".join(candidates[:6]) + (", ..." if len(candidates) > 6 else "") or "none"
+            raise UserError(f"config {where}: {pattern!r} matches no {what} (they are: {shown})")
+
+
+def check_parameter_settings(config, params, keys) -> None:
+    """Settings that name parameters must name ones the run has; settings that act on 3-D
+    grids need one. Checked before any rendering."""
+    opt, up, reg = config.optimize, config.upsample, config.regularizers
+    _matching("optimize.lr_scale", list(opt.lr_scale), keys, "optimized parameter")
+    _matching("optimize.clamp", list(opt.clamp), keys, "optimized parameter")
+    grids = [k for k in keys if getattr(params[k], "ndim", 0) == 4]
+    for where, patterns in (("upsample.params", up.params), ("regularizers.params", reg.params),
+                            ("regularizers.sdf_params", reg.sdf_params)):
+        _matching(where, patterns, grids, "optimized 3-D grid")
+    for where, active in (("upsample", up.initial_resolution > 0 or bool(up.at_steps)),
+                          ("regularizers.tv/laplacian", reg.tv > 0 or reg.laplacian > 0),
+                          ("regularizers.redistance_every", reg.redistance_every > 0)):
+        if active and not grids:
+            raise UserError(f"config {where} acts on optimized 3-D grids (Z x Y x X x C tensors), "
+                            f"and none of the optimized parameters is one: {', '.join(keys)}")
+    all_keys = list(params.keys())
+    for key, value in opt.truth.items():
+        if key not in all_keys:
+            close = difflib.get_close_matches(key, all_keys, n=3, cutoff=0.3)
+            raise UserError(f"config optimize.truth: {key!r} is not a parameter of the scene"
+                            + (f" (closest: {', '.join(close)})" if close else ""))
+        size = int(np.array(params[key]).size)
+        given = int(np.asarray(value, dtype=np.float64).size)
+        if given not in (1, size):
+            raise UserError(f"config optimize.truth.{key!r} has {given} values; {key} has {size} "
+                            "(give 1 value for all, or one per entry)")
+
+
+def _check_options(where, options, defaults) -> None:
+    """Neural options: known names, each of its default's kind (integers integral, numbers finite)."""
+    import math
+    for k, v in options.items():
+        if k not in defaults:
+            raise UserError(f"unknown config key {where}.{k} (valid: {', '.join(defaults)})")
+        d = defaults[k]
+        if d is None:
+            continue
+        items = list(v) if isinstance(v, (list, tuple)) and isinstance(d, (list, tuple)) else [v]
+        if isinstance(d, (list, tuple)) and len(items) != len(d):
+            raise UserError(f"config {where}.{k} must be a list of {len(d)} numbers (got {v!r})")
+        proto = d[0] if isinstance(d, (list, tuple)) else d
+        for x in items:
+            ok = not isinstance(x, bool) and (isinstance(x, int) if isinstance(proto, int)
+                                                else isinstance(x, (int, float)) and math.isfinite(x))
+            if not ok:
+                kind = "an integer" if isinstance(proto, int) else "a finite number"
+                raise UserError(f"config {where}.{k} must be {kind} (got {v!r})")
+        if k == "seed" and v < 0:
+            raise UserError(f"config {where}.seed must be >= 0 (got {v})")
+
+
+def check_multiscale(config, image_shape) -> None:
+    """``optimize.multiscale`` levels must fit the training images (each level halves them)."""
+    levels = config.optimize.multiscale
+    h, w = image_shape[:2]
+    if levels > 1 and min(h, w) >> (levels - 1) < 1:
+        most = min(h, w).bit_length()
+        raise UserError(f"config optimize.multiscale = {levels}: {w}x{h} training images allow at most "
+                        f"{most} levels")
+
+
 def _render_references(config: dict, seed_offset: int = 0):
     """Train/test splits rendered from the reference scene on a camera rig."""
     from ..scene import load_scene
     ref = config.references
-    scene = load_scene(ref.scene, {k: str(v) for k, v in ref.defines.items()})
+    scene = load_scene(ref.scene, defines_text(ref.defines))
     center, radius = framing(scene, ref.fov)
     if ref.radius > 0:
         radius = ref.radius
@@ -79,23 +150,34 @@ def _render_references(config: dict, seed_offset: int = 0):
 
 
 def setup_problem(config: dict) -> Problem:
+    """The scene, its optimized keys and the reference images. Every setting that names
+    parameters is checked against the scene before any reference is rendered."""
     from ..scene import load_scene
-    scene = load_scene(config.scene.file, {k: str(v) for k, v in config.scene.defines.items()})
+    scene = load_scene(config.scene.file, defines_text(config.scene.defines))
     if config.scene.neural:
-        from ..volume.neural import attach_neural_fields
+        from ..volume.neural import DEFAULTS, attach_neural_fields
+        _check_options("scene.neural", config.scene.neural, DEFAULTS)
         attach_neural_fields(scene.integrator(), **config.scene.neural)
     if config.scene.neural_sdf:
-        from ..sdf.neural import attach_neural_sdf
+        from ..sdf.neural import DEFAULTS, attach_neural_sdf
+        _check_options("scene.neural_sdf", config.scene.neural_sdf, DEFAULTS)
         attach_neural_sdf(scene.integrator(), **config.scene.neural_sdf)
+    params = mi.traverse(scene)
+    try:
+        keys = resolve_keys(params, config.optimize.params)
+    except UserError as exc:
+        raise UserError(f"config optimize.params: {exc}") from None
+    check_parameter_settings(config, params, keys)
     ref = config.references
     if ref.dataset:
         kwargs = dict(res=ref.res, background=ref.background, max_views=ref.max_views or None)
         train = load_dataset(ref.dataset, "train", **kwargs)
         test_file = os.path.join(ref.dataset, "transforms_test.json")
         test = load_dataset(ref.dataset, "test", **kwargs) if os.path.isfile(test_file) else None
+        check_reference_keys(config)
     else:
+        check_multiscale(config, (ref.res, ref.res))
         train, test = _render_references(config)
-    params = mi.traverse(scene)
-    keys = resolve_keys(params, config.optimize.params)
+    check_multiscale(config, train.images[0].shape)
     refs = [mi.TensorXf(img) for img in train.images]
     return Problem(scene, params, keys, train, test, refs)
