@@ -35,7 +35,7 @@ def load_scene(path: str, defines: dict[str, str] | None = None, variant: str | 
         raise UserError(f"scene file not found: {path}")
     init(variant)
     try:
-        return mi.load_file(path, **(defines or {}))
+        scene = mi.load_file(path, **(defines or {}))
     except Exception as exc:  # Mitsuba reports XML and plugin errors as RuntimeError
         # A Python plugin's UserError arrives wrapped with its traceback: keep its line.
         user = re.search(r"^(?:\S*\.)?UserError: (.+)$", str(exc), re.MULTILINE)
@@ -50,10 +50,17 @@ def load_scene(path: str, defines: dict[str, str] | None = None, variant: str | 
             detail = (f"{where.group(1)}: " if where else "") + f"{kind}: {text.strip()}"
             raise UserError(f"cannot load scene {path}: {one_line(detail)}") from None
         raise UserError(f"cannot load scene {path}: {one_line(exc)}") from None
+    for sensor in scene.sensors():
+        film = sensor.film()
+        for axis, n, c in zip(("width", "height"), film.size(), film.crop_size()):
+            if int(n) < 1 or int(c) < 1:
+                raise UserError(f"cannot load scene {path}: film {axis} must be >= 1 "
+                                f"(got {int(n)}, crop {int(c)})")
+    return scene
 
 
 def check_output_path(path: str) -> None:
-    """Fail early (before any rendering) when ``path`` cannot be written."""
+    """Fail early (before any rendering) when the file ``path`` cannot be written."""
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
         raise UserError(f"output path is a directory: {path}")
@@ -61,6 +68,39 @@ def check_output_path(path: str) -> None:
         raise UserError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise UserError(f"cannot write {path}: folder {folder} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"cannot write {path}: the file exists and is not writable")
+
+
+def check_output_dir(path: str, flag: str = "-o") -> None:
+    """Fail early (before any rendering) when the output folder ``path`` cannot be used: it
+    is an existing file, or it (or, if missing, its nearest existing parent, in which it will
+    be created) is not a writable folder."""
+    full = os.path.abspath(path)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise UserError(f"{flag} {path}: exists and is not a folder")
+    probe = full
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(f"{flag} {path}: cannot create a folder under {probe}, which is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: folder {probe} is not writable")
+
+
+SEED_MAX = 2**32 - 1
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of a seed: an integer in [0, 2^32 - 1] (Mitsuba's seeds are 32-bit unsigned)."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, {SEED_MAX}] (got {value})")
+    return value
 
 
 def check_spp(spp: int, name: str = "spp") -> int:

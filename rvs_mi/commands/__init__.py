@@ -9,4 +9,5 @@ def add_scene_arguments(parser) -> None:
                         help="substitute $key in the XML (repeatable)")
     parser.add_argument("--variant", default=None,
                         help="Mitsuba variant (default: cuda_ad_rgb if usable, else llvm_ad_rgb)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    from ..scene import seed_arg
+    parser.add_argument("--seed", type=seed_arg, default=0, help="random seed in [0, 2^32 - 1] (default 0)")

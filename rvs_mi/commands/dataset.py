@@ -21,12 +21,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
+    import math
+
     from tqdm import tqdm
 
     from ..errors import UserError
     from ..optimize.dataset import render_dataset
-    from ..scene import check_spp, load_scene, parse_defines
+    from ..scene import check_output_dir, check_spp, load_scene, parse_defines
 
     defines = parse_defines(args.defines)
     for name in ("views", "res", "spp"):
@@ -35,9 +36,9 @@ def run(args) -> int:
         raise UserError(f"--test-views must be >= 0 (got {args.test_views})")
     if not 0 < args.fov < 180:
         raise UserError(f"--fov must be in (0, 180) degrees (got {args.fov})")
-    parent = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write dataset to {args.output}: {parent} is not a writable folder")
+    if args.radius is not None and not (math.isfinite(args.radius) and args.radius > 0):
+        raise UserError(f"--radius must be a finite number > 0 (got {args.radius})")
+    check_output_dir(args.output)
     scene = load_scene(args.scene, defines, args.variant)
     bar = tqdm(total=args.views + args.test_views, desc="dataset", unit="view")
     summary = render_dataset(scene, args.output, args.views, args.res, args.test_views, args.spp,

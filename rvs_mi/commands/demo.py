@@ -24,12 +24,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
+    import tomllib
+
     from .. import init, scenes
-    from ..optimize.config import load_config
+    from ..optimize.config import SCENE_REFERENCE_KEYS, load_config, validate
     from ..optimize.dataset import render_dataset
     from ..optimize.loop import run_optimization
-    from ..scene import load_scene
+    from ..scene import check_output_dir, load_scene
 
+    check_output_dir(args.output)
     init()
     out = args.output
     os.makedirs(out, exist_ok=True)
@@ -49,9 +52,16 @@ def run(args) -> int:
 
     # 2. Volume reconstruction with rvs and the adaptive sampler.
     steps = 60 if args.quick else 300
-    overrides = ["references.scene=\"\"", f"references.dataset=\"{os.path.abspath(data_dir)}\"",
-                 f"optimize.steps={steps}", f"upsample.at_steps=[{steps // 2}]"]
-    config = load_config(scenes.path("configs/volume_rvs.toml"), overrides)
+    path = scenes.path("configs/volume_rvs.toml")
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    # The dataset replaces the reference scene and its camera rig.
+    raw["references"] = {k: v for k, v in raw["references"].items()
+                         if k != "scene" and k not in SCENE_REFERENCE_KEYS}
+    raw["references"]["dataset"] = os.path.abspath(data_dir)
+    raw["optimize"]["steps"] = steps
+    raw["upsample"]["at_steps"] = [steps // 2]
+    config = validate(raw, os.path.dirname(path))
     summary = run_optimization(config, os.path.join(out, "volume"))
     rows.append(("volume (rvs, adaptive)", summary, "held-out PSNR"))
 

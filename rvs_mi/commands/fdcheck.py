@@ -8,6 +8,7 @@ HELP = "check a parameter's image gradient against central finite differences"
 
 
 def add_arguments(parser) -> None:
+    from ..scene import seed_arg
     add_scene_arguments(parser)
     parser.add_argument("--param", required=True, metavar="KEY", help="a key of mi.traverse(scene)")
     parser.add_argument("--eps", type=float, default=None,
@@ -15,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spp", type=int, default=64, help="spp of the AD renders (default 64)")
     parser.add_argument("--fd-spp", type=int, default=None, help="spp of the FD renders (default: --spp)")
     parser.add_argument("--mode", choices=["forward", "backward", "both"], default="both")
-    parser.add_argument("--direction-seed", type=int, default=0,
+    parser.add_argument("--direction-seed", type=seed_arg, default=0,
                         help="seed of the perturbation direction for vector/tensor parameters")
     parser.add_argument("--tol", type=float, default=None,
                         help="exit 1 when the relative error exceeds this")
@@ -24,10 +25,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
-
     from ..errors import UserError
-    from ..scene import check_output_path, check_spp, load_scene, parse_defines
+    from ..scene import check_output_dir, check_spp, load_scene, parse_defines
     from ..validate import fd_check, write_fd_outputs
 
     defines = parse_defines(args.defines)
@@ -38,10 +37,7 @@ def run(args) -> int:
         raise UserError(f"--eps must be > 0 (got {args.eps})")
     if args.tol is not None and not args.tol > 0:
         raise UserError(f"--tol must be > 0 (got {args.tol})")
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise UserError(f"output {args.output} exists and is not a folder")
-    check_output_path(os.path.join(args.output, "report.json") if os.path.isdir(args.output)
-                      else args.output)
+    check_output_dir(args.output)
     scene = load_scene(args.scene, defines, args.variant)
     result = fd_check(scene, args.param, eps=args.eps, spp=args.spp, fd_spp=args.fd_spp,
                       mode=args.mode, seed=args.seed, direction_seed=args.direction_seed,

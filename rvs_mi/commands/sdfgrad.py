@@ -6,6 +6,7 @@ HELP = "write SDF gradient images: sdf_naive | sdf_reparam | finite differences 
 
 
 def add_arguments(parser) -> None:
+    from ..scene import seed_arg
     parser.add_argument("-o", "--output", default="sdfgrad", metavar="DIR",
                         help="output folder (default ./sdfgrad)")
     parser.add_argument("--scene", default=None, metavar="SCENE.xml",
@@ -20,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fd-spp", type=int, default=4096,
                         help="spp of the FD renders, stratified (default 4096)")
     parser.add_argument("--eps", type=float, default=5e-3, help="central FD step (default 5e-3)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--seed", type=seed_arg, default=1, help="random seed in [1, 2^32 - 1] (default 1)")
 
 
 def run(args) -> int:
@@ -31,7 +32,7 @@ def run(args) -> int:
     from .. import init, scenes
     from ..errors import UserError
     from ..imageio import write_image, write_signed_strip
-    from ..scene import check_spp, load_scene, parse_defines
+    from ..scene import check_output_dir, check_spp, load_scene, parse_defines
     from ..validate.fd import _direction, compare_gradients, fd_check
 
     check_spp(args.spp, "--spp")
@@ -42,8 +43,7 @@ def run(args) -> int:
         raise UserError(f"--eps must be > 0 (got {args.eps})")
     if args.seed < 1:
         raise UserError(f"--seed must be >= 1 (got {args.seed})")
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise UserError(f"output {args.output} exists and is not a folder")
+    check_output_dir(args.output)
     defines = parse_defines(args.defines)
     os.makedirs(args.output, exist_ok=True)
     init()

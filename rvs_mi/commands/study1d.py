@@ -10,13 +10,14 @@ MAX_WORK = 1 << 26          # runs x max-samples: one flat array per estimate
 
 
 def add_arguments(parser) -> None:
+    from ..scene import seed_arg
     parser.add_argument("-o", "--output", default="study1d", metavar="DIR",
                         help="output folder (default ./study1d)")
     parser.add_argument("--runs", type=int, default=256, metavar="R",
                         help="independent estimates per (field, estimator, m) (default 256)")
     parser.add_argument("--max-samples", type=int, default=256, metavar="M",
                         help="largest sample count; m = 1, 2, 4, ... <= M (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="random seed in [0, 2^32 - 1] (default 0)")
     parser.add_argument("--toy-steps", type=int, default=300, metavar="N",
                         help="Adam steps of the toy density fit (default 300; 0 skips it)")
     parser.add_argument("--variant", default=None,
