@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from .sources import FADE_INNER, GRID_FADE_VOXELS, _diag, _outer, box_interval
+from ..volume.placement import read_placement
+from .sources import FADE_INNER, GRID_FADE_VOXELS, box_interval
 
 
 def _bspline(a):
@@ -19,11 +20,24 @@ def _bspline(a):
     return w, dw, ddw
 
 
-def cubic_bspline_eval(data, res, x_local, order=1):
+def _wrap(i, r: int, mode: str):
+    """Tap index ``i`` mapped into [0, r) like the gridvolume's ``wrap_mode``."""
+    import drjit as dr
+    if mode == "repeat":
+        return ((i % r) + r) % r
+    if mode == "mirror":                      # …, 1, 0 | 0, 1, …, r−1 | r−1, …
+        period = 2 * r
+        j = ((i % period) + period) % period
+        return dr.select(j < r, j, period - 1 - j)
+    return dr.clip(i, 0, r - 1)
+
+
+def cubic_bspline_eval(data, res, x_local, order=1, wrap="clamp"):
     """Tricubic B-spline of a flat grid ``data`` (z-major, x fastest) at local x ∈ [0,1]³.
 
-    Voxel centres at (i + ½)/res, clamped taps. Returns (f, ∇f, H) in local
-    units (∂/∂x_local); H is None unless ``order == 2``. Differentiable in data.
+    Voxel centres at (i + ½)/res; taps outside the grid follow ``wrap``
+    (clamp, repeat or mirror). Returns (f, ∇f, H) in local units
+    (∂/∂x_local); H is None unless ``order == 2``. Differentiable in data.
     """
     import drjit as dr
     import mitsuba as mi
@@ -31,7 +45,7 @@ def cubic_bspline_eval(data, res, x_local, order=1):
     c = [x_local.x * rx - 0.5, x_local.y * ry - 0.5, x_local.z * rz - 0.5]
     i0 = [dr.floor(v) for v in c]
     W = [_bspline(c[k] - i0[k]) for k in range(3)]
-    idx = [[dr.clip(mi.Int32(i0[k]) + (j - 1), 0, r - 1) for j in range(4)]
+    idx = [[_wrap(mi.Int32(i0[k]) + (j - 1), r, wrap) for j in range(4)]
            for k, r in enumerate((rx, ry, rz))]
     scale = (rx, ry, rz)
     f = dr.zeros(mi.Float, 1)
@@ -72,12 +86,24 @@ def cubic_bspline_eval(data, res, x_local, order=1):
 class GridSDF:
     """SDF stored in a Mitsuba ``gridvolume`` (values in world units), tricubic B-spline.
 
-    The grid covers the volume's world bounding box (axis-aligned placement:
-    translate/scale ``to_world``). Its data is the traversal key ``sdf.data``.
+    The grid follows the volume's ``to_world`` (any affine map) and
+    ``wrap_mode``, read back by :func:`rvs_mi.volume.placement.read_placement`;
+    ``filter_type="nearest"`` is refused (a B-spline has no nearest mode, and a
+    piecewise-constant SDF has no surface normal). With local coordinates
+    u = A·x + b: ∇f = Aᵀ ∇ᵤf and H = Aᵀ Hᵤ A. Its data is the traversal key
+    ``sdf.data``; values must be finite.
     """
 
     def __init__(self, volume):
+        import mitsuba as mi
         self.volume = volume
+        placement = read_placement(volume, "sdf")
+        if placement.filter_type != "trilinear":
+            raise UserError('the sdf gridvolume is evaluated as a cubic B-spline; '
+                            'filter_type="nearest" is not supported')
+        self.wrap = placement.wrap_mode
+        self.A = placement.to_local[:3, :3]
+        self.to_local = mi.Transform4f(placement.transform)
         self.parameters_changed()
 
     def parameters_changed(self):
@@ -90,39 +116,41 @@ class GridSDF:
         shape = dr.shape(data)
         if len(shape) != 4 or shape[3] != 1:
             raise UserError(f"the sdf grid must have 1 channel (got shape {shape})")
+        with dr.suspend_grad():
+            finite = bool(dr.all(dr.isfinite(data.array), axis=None))
+        if not finite:
+            raise UserError("the sdf grid contains non-finite values (NaN or inf)")
         self.data = data
         self.res = (shape[2], shape[1], shape[0])
-        bb = self.volume.bbox()
-        self.bmin = np.array(bb.min, dtype=np.float64).ravel()
-        self.bmax = np.array(bb.max, dtype=np.float64).ravel()
-        self.extent = self.bmax - self.bmin
 
     def traverse(self, cb):
         import mitsuba as mi
         cb.put("sdf", self.volume, mi.ParamFlags.Differentiable)
 
     def interval(self, o, d, do, dd):
-        return box_interval(self.bmin.tolist(), self.bmax.tolist(), o, d, do, dd)
+        """The ray's segment in the grid's box, found in local coordinates (same t)."""
+        import mitsuba as mi
+        T = self.to_local
+        local = [T @ mi.Vector3f(v) for v in do], [T @ mi.Vector3f(v) for v in dd]
+        return box_interval([0.0] * 3, [1.0] * 3, T @ mi.Point3f(o), T @ mi.Vector3f(d), *local)
 
     def fade_range(self):
         """(a, b) of the warp's free-space fade (``warp.fade``): b = GRID_FADE_VOXELS
-        voxels. The fade reaches 0 at the box's silhouette only where the surface
-        keeps ≥ b from the box faces."""
+        voxels (the smallest world distance between voxel planes, 1/(res_k·|a_k|)).
+        The fade reaches 0 at the box's silhouette only where the surface keeps ≥ b
+        from the box faces."""
         import drjit as dr
         import mitsuba as mi
-        b = GRID_FADE_VOXELS * float(min(self.extent[k] / self.res[k] for k in range(3)))
+        spacing = min(1.0 / (self.res[k] * float(np.linalg.norm(self.A[k]))) for k in range(3))
+        b = GRID_FADE_VOXELS * spacing
         return dr.opaque(mi.Float, FADE_INNER * b), dr.opaque(mi.Float, b)
 
     def eval(self, x, order=1):
-        import drjit as dr
         import mitsuba as mi
-        ext = [float(v) for v in self.extent]
-        xl = mi.Vector3f((x.x - float(self.bmin[0])) / ext[0], (x.y - float(self.bmin[1])) / ext[1],
-                         (x.z - float(self.bmin[2])) / ext[2])
-        f, g, H = cubic_bspline_eval(self.data.array, self.res, xl, order)
-        inv = mi.Vector3f(1.0 / ext[0], 1.0 / ext[1], 1.0 / ext[2])
-        g = g * inv
+        xl = self.to_local @ mi.Point3f(x)
+        f, g, H = cubic_bspline_eval(self.data.array, self.res, xl, order, self.wrap)
+        At = mi.Matrix3f(self.A.T.tolist())
+        g = At @ g                                   # ∇f = Aᵀ ∇ᵤf
         if order < 2:
             return f, g
-        S = _diag(inv.x, inv.y, inv.z)
-        return f, g, S @ H @ S
+        return f, g, At @ H @ mi.Matrix3f(self.A.tolist())
