@@ -10,14 +10,13 @@ MAX_WORK = 1 << 26          # runs x max-samples: one flat array per estimate
 
 
 def add_arguments(parser) -> None:
-    from ..scene import seed_arg
     parser.add_argument("-o", "--output", default="study1d", metavar="DIR",
                         help="output folder (default ./study1d)")
     parser.add_argument("--runs", type=int, default=256, metavar="R",
                         help="independent estimates per (field, estimator, m) (default 256)")
     parser.add_argument("--max-samples", type=int, default=256, metavar="M",
                         help="largest sample count; m = 1, 2, 4, ... <= M (default 256)")
-    parser.add_argument("--seed", type=seed_arg, default=0, help="random seed in [0, 2^32 - 1] (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed in [0, 2^32 - 1] (default 0)")
     parser.add_argument("--toy-steps", type=int, default=300, metavar="N",
                         help="Adam steps of the toy density fit (default 300; 0 skips it)")
     parser.add_argument("--variant", default=None,
@@ -28,6 +27,7 @@ def _check(args):
     import os
 
     from ..errors import UserError
+    from ..scene import SEED_MAX
     if args.runs < 2:
         raise UserError(f"--runs must be >= 2 to measure a standard deviation (got {args.runs})")
     if not 1 <= args.max_samples <= MAX_SAMPLES_LIMIT:
@@ -36,6 +36,8 @@ def _check(args):
         raise UserError(f"--runs x --max-samples must be <= {MAX_WORK} (got {args.runs * args.max_samples})")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0 (got {args.seed})")
+    if args.seed > SEED_MAX:
+        raise UserError(f"--seed must be <= {SEED_MAX} (got {args.seed})")
     if args.toy_steps < 0:
         raise UserError(f"--toy-steps must be >= 0 (got {args.toy_steps})")
     out = os.path.abspath(args.output)
