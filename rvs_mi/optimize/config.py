@@ -56,7 +56,7 @@ class ReferencesSection:
     defines: dict = key({}, "substitutions for the reference scene")
     views: int = key(8, "training views rendered from the reference scene", min=1)
     test_views: int = key(2, "held-out views rendered from the reference scene", min=0)
-    res: int = key(64, "image resolution (datasets are resized to it)", min=1)
+    res: int = key(64, "image resolution (datasets: the width; the height keeps the aspect ratio)", min=1)
     spp: int = key(256, "samples per pixel of rendered references", min=1)
     rig: str = key("sphere", "camera rig", choices=("sphere", "hemisphere", "turntable"))
     fov: float = key(40.0, "horizontal field of view (degrees) of rendered references", above=0.0, below=180.0)
