@@ -21,6 +21,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+from ..checks import integer, number
 from ..errors import UserError
 
 
@@ -134,19 +135,17 @@ def fd_check(scene, key: str, eps: float | None = None, spp: int = 64, fd_spp: i
 
     if mode not in ("forward", "backward", "both"):
         raise UserError(f"mode must be forward, backward or both (got {mode!r})")
-    fd_spp = spp if fd_spp is None else fd_spp
-    for name, n in (("spp", spp), ("fd-spp", fd_spp)):
-        if int(n) < 1:
-            raise UserError(f"{name} must be >= 1 (got {n})")
+    spp = integer("spp", spp, 1)
+    fd_spp = spp if fd_spp is None else integer("fd-spp", fd_spp, 1)
+    seed = integer("seed", seed, 0, 2**32 - 2)           # render seeds are seed + 1 (uint32)
+    direction_seed = integer("direction seed", direction_seed, 0)
+    sensor = integer("sensor", sensor, 0, len(scene.sensors()) - 1)
     params = mi.traverse(scene)
     base = _resolve_parameter(params, key)
     base = type(base)(base)  # private copy, restored at the end
     direction, direction_head = _direction(base, direction_seed)
     rms = float(np.sqrt(np.mean(np.square(np.array(base, dtype=np.float64)))))
-    if eps is None:
-        eps = 1e-3 * max(1.0, rms)
-    if not eps > 0:
-        raise UserError(f"eps must be > 0 (got {eps})")
+    eps = 1e-3 * max(1.0, rms) if eps is None else number("eps", eps, 0.0, lo_open=True)
     step = progress or (lambda stage: None)
     timings = {}
 

@@ -24,10 +24,12 @@ from __future__ import annotations
 import drjit as dr
 import mitsuba as mi
 
+from ..checks import integer, number
 from ..errors import UserError
 from ..workarounds import mlp_without_bias
 from .fields import unit_box_interval
 
+MAX_HASHMAP_LOG2 = 26                  # 2^26 entries per level is already 0.5 GB of features
 DEFAULTS = {"levels": 8, "features": 2, "hashmap_log2": 14, "base_resolution": 4,
             "per_level_scale": 1.5, "hidden": 32, "density_hidden": 16, "seed": 0,
             "density_bias": -1.0}
@@ -92,11 +94,12 @@ def attach_neural_fields(integrator, **options) -> dict:
         raise UserError("unknown neural field option(s): " + ", ".join(sorted(unknown))
                         + "; valid: " + ", ".join(DEFAULTS))
     opts = {**DEFAULTS, **options}
-    for key in ("levels", "features", "hashmap_log2", "base_resolution", "hidden", "density_hidden"):
-        if int(opts[key]) < 1:
-            raise UserError(f"neural field option {key} must be >= 1 (got {opts[key]})")
-    if not float(opts["per_level_scale"]) >= 1.0:
-        raise UserError(f"neural field option per_level_scale must be >= 1 (got {opts['per_level_scale']})")
+    for key in ("levels", "features", "base_resolution", "hidden", "density_hidden"):
+        opts[key] = integer(f"neural field option {key}", opts[key], 1)
+    opts["hashmap_log2"] = integer("neural field option hashmap_log2", opts["hashmap_log2"], 1, MAX_HASHMAP_LOG2)
+    opts["seed"] = integer("neural field option seed", opts["seed"], 0)
+    opts["per_level_scale"] = number("neural field option per_level_scale", opts["per_level_scale"], 1.0)
+    opts["density_bias"] = number("neural field option density_bias", opts["density_bias"])
     fields = getattr(integrator, "fields", None)
     if fields is None or "density" not in fields():
         raise UserError(f"{type(integrator).__name__} is not a volume integrator (rvs, rvs_hier, volquad)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import mitsuba as mi
 import numpy as np
 
+from ..checks import integer, number, vector, view
 from ..errors import UserError, one_line
 
 INTEGRATORS = ("rvs", "rvs_hier", "volquad")
@@ -58,39 +59,46 @@ def volume_scene_dict(density, radiance, integrator: str = "rvs", options: dict 
 
     if integrator not in INTEGRATORS:
         raise UserError(f"unknown volume integrator {integrator!r}; use one of: " + ", ".join(INTEGRATORS))
-    lo = np.asarray(box_min, dtype=np.float64)
-    hi = np.asarray(box_max, dtype=np.float64)
-    if lo.shape != (3,) or hi.shape != (3,) or not np.all(hi > lo):
+    lo, hi = vector("box_min", box_min), vector("box_max", box_max)
+    if not np.all(hi > lo):
         raise UserError(f"box_max must exceed box_min in every axis (got {box_min}, {box_max})")
-    to_world = mi.ScalarTransform4f().translate(lo.tolist()).scale((hi - lo).tolist())
+    box = mi.ScalarTransform4f().translate(lo.tolist()).scale((hi - lo).tolist())
 
     def field(value, name, channels):
         if isinstance(value, dict):
             return value
-        return {"type": "gridvolume", "grid": _grid(value, name, channels), "to_world": to_world}
+        return {"type": "gridvolume", "grid": _grid(value, name, channels), "to_world": box}
 
     integ = {"type": integrator, "id": integrator_id,
              "density": field(density, "density", (1,)),
              "radiance": field(radiance, "radiance", (3, 12, 27))}
     integ.update(options or {})
 
-    width, height = (int(resolution[0]), int(resolution[1]))
-    view = mi.ScalarTransform4f().look_at(origin=list(origin), target=list(target), up=list(up))
+    if len(resolution) != 2:
+        raise UserError(f"resolution must be (width, height) (got {resolution!r})")
+    width, height = (integer("resolution width", resolution[0], 1),
+                     integer("resolution height", resolution[1], 1))
+    origin, target, up = view(origin, target, up)
+    to_world = mi.ScalarTransform4f().look_at(origin=origin.tolist(), target=target.tolist(), up=up.tolist())
     if camera == "orthographic":
-        scale = float(ortho_scale) if ortho_scale else float(np.max(hi - lo)) / 2
-        sensor = {"type": "orthographic", "to_world": view @ mi.ScalarTransform4f().scale([scale, scale, 1])}
+        scale = float(np.max(hi - lo)) / 2 if ortho_scale is None else \
+            number("ortho_scale", ortho_scale, 0.0, lo_open=True)
+        sensor = {"type": "orthographic", "to_world": to_world @ mi.ScalarTransform4f().scale([scale, scale, 1])}
     elif camera == "perspective":
-        sensor = {"type": "perspective", "fov": float(fov), "to_world": view}
+        fov = number("fov", fov, 0.0, 180.0, lo_open=True)
+        if fov >= 180.0:
+            raise UserError(f"fov must be < 180 (got {fov:g})")
+        sensor = {"type": "perspective", "fov": fov, "to_world": to_world}
     else:
         raise UserError(f"camera must be orthographic or perspective (got {camera!r})")
     sensor["film"] = {"type": "hdrfilm", "width": width, "height": height,
                       "pixel_format": "rgb", "rfilter": {"type": "box"}}
-    sensor["sampler"] = {"type": "independent", "sample_count": int(spp)}
+    sensor["sampler"] = {"type": "independent", "sample_count": integer("spp", spp, 1)}
 
     scene = {"type": "scene", "integrator": integ, "sensor": sensor}
     if background is not None:
         scene["environment"] = {"type": "constant",
-                                "radiance": {"type": "rgb", "value": [float(c) for c in background]}}
+                                "radiance": {"type": "rgb", "value": vector("background", background).tolist()}}
     scene.update(extra or {})
     return scene
 
