@@ -63,10 +63,23 @@ def _scene_file(integrator: str) -> str:
     return path
 
 
+def _config(overrides, sampler: str):
+    """The shipped config with ``overrides``, less the [sampler] keys ``sampler`` does not read."""
+    import tomllib
+    from rvs_mi.optimize.config import ADAPTIVE_ONLY, apply_override, validate
+    with open(CONFIG, "rb") as f:
+        raw = tomllib.load(f)
+    for item in overrides:
+        apply_override(raw, item)
+    unused = (("budget",) if sampler == "full" else ()) + (ADAPTIVE_ONLY + ("tile",) if sampler != "adaptive" else ())
+    for k in unused:
+        raw.get("sampler", {}).pop(k, None)
+    return validate(raw, os.path.dirname(os.path.abspath(CONFIG)))
+
+
 def worker(name: str, seed: int, args) -> dict:
     import drjit as dr
     import rvs_mi
-    from rvs_mi.optimize.config import load_config
     from rvs_mi.optimize.loop import run_optimization
 
     rvs_mi.init("llvm_ad_rgb")
@@ -80,7 +93,7 @@ def worker(name: str, seed: int, args) -> dict:
                  f"references.res={args.res}", f"upsample.at_steps=[{half}]",
                  f'sampler.name="{args.sampler}"', "output.checkpoint_every=0",
                  f"output.eval_spp={args.eval_spp}"] + list(args.set or [])
-    config = load_config(CONFIG, overrides)
+    config = _config(overrides, args.sampler)
     out = tempfile.mkdtemp(prefix="bench_tab12_")
 
     # Memory of the training steps only: reset the watermark after the initial held-out

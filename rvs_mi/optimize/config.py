@@ -223,6 +223,9 @@ def validate(raw: dict, base_dir: str = ".") -> Config:
 SCENE_REFERENCE_KEYS = ("views", "test_views", "spp", "rig", "fov", "radius", "defines", "seed")
 DATASET_REFERENCE_KEYS = ("background", "max_views")
 
+#: [sampler] keys that only the adaptive pixel distribution or view choice reads.
+ADAPTIVE_ONLY = ("beta", "rebuild_every", "statistic")
+
 #: (key, the condition under which it has an effect, the condition in words): a key given
 #: explicitly while its condition is false is refused rather than ignored.
 _EFFECTIVE = (
@@ -235,6 +238,10 @@ _EFFECTIVE = (
     ("regularizers.sdf_params", lambda c: c.regularizers.redistance_every > 0,
      "regularizers.redistance_every is > 0"),
     ("regularizers.eikonal_points", lambda c: c.regularizers.eikonal > 0, "regularizers.eikonal is > 0"),
+    ("sampler.budget", lambda c: c.sampler.name != "full", 'sampler.name is "uniform" or "adaptive"'),
+    ("sampler.tile", lambda c: c.sampler.name == "adaptive", 'sampler.name = "adaptive"'),
+    *((f"sampler.{k}", lambda c: "adaptive" in (c.sampler.name, c.sampler.view_choice),
+       'sampler.name or sampler.view_choice is "adaptive"') for k in ADAPTIVE_ONLY),
 )
 
 
