@@ -23,12 +23,14 @@ def _scene(shape="sphere", shading="emissive", res=32, sampler="independent", su
     d = {"type": "scene",
          "integrator": {"type": "sdf_reparam", "id": "sdf", "sdf_shape": shape,
                         "sdf_center": mi.ScalarPoint3f(*center), "sdf_radius": radius,
-                        "sdf_minor_radius": 0.12, "albedo": {"type": "rgb", "value": ALBEDO},
+                        "albedo": {"type": "rgb", "value": ALBEDO},
                         "shading": shading, "max_steps": 48},
          "sky": {"type": "constant", "radiance": {"type": "rgb", "value": SKY}}}
     if sun:
         d["sun"] = {"type": "directional", "direction": [-0.5, -1.0, -0.7],
                     "irradiance": {"type": "rgb", "value": [2.5, 2.4, 2.2]}}
+    if shape == "torus":
+        d["integrator"]["sdf_minor_radius"] = 0.12
     for i, o in enumerate(origins):
         d[f"cam{i}"] = {"type": "perspective", "fov": 40,
                         "to_world": mi.ScalarTransform4f().look_at(origin=o, target=[0, 0, 0], up=[0, 1, 0]),
