@@ -64,11 +64,13 @@ def regularization(config: Config, problem: Problem, opt, step: int = 0):
 
 
 def _voxel_size(problem: Problem, shape) -> tuple:
-    """World-space voxel size (x, y, z) of an SDF grid of ``shape`` (Z, Y, X, C)."""
-    extent = getattr(getattr(problem.scene.integrator(), "source", None), "extent", None)
-    if extent is None:
+    """World-space voxel size (x, y, z) of an SDF grid of ``shape`` (Z, Y, X, C): the length of the
+    grid's local axis k in world units (column k of to_world = A⁻¹) over its resolution."""
+    to_local = getattr(getattr(problem.scene.integrator(), "source", None), "A", None)
+    if to_local is None:
         raise UserError("regularizers.redistance_every needs an SDF integrator with a grid SDF")
-    return tuple(float(extent[a]) / shape[2 - a] for a in range(3))
+    to_world = np.linalg.inv(np.asarray(to_local, dtype=np.float64))
+    return tuple(float(np.linalg.norm(to_world[:, a])) / shape[2 - a] for a in range(3))
 
 
 def _upsample(config: Config, problem: Problem, opt) -> None:
