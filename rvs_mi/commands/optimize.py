@@ -9,7 +9,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("config", metavar="CONFIG.toml")
     parser.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="output folder (default: the config's output.dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in DIR from its checkpoint (the config may change only in "
+                             "optimize.steps and output.dir/checkpoint_every/snapshot_every)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="bit-identical results for the same config and seed (steps run on one thread); "
+                             "a resumed run keeps the mode it was started with")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="section.key=value",
                         help="override a config value (repeatable)")
     parser.add_argument("--variant", default=None, help="Mitsuba variant")
@@ -29,7 +34,12 @@ def run(args) -> int:
     if not os.path.isdir(parent) and not os.path.isdir(os.path.dirname(parent)):
         raise UserError(f"cannot write to {out_dir}: {parent} does not exist")
     init(args.variant)
-    summary = run_optimization(config, out_dir, resume=args.resume)
+    deterministic = args.deterministic or bool(getattr(config.optimize, "deterministic", False))
+    summary = run_optimization(config, out_dir, resume=args.resume, deterministic=deterministic)
+    if summary.get("finished"):
+        print(f"optimize: the run in {out_dir} is finished ({summary['steps_done']} steps done, "
+              f"{summary['steps']} asked); nothing to resume")
+        return 0
     print(f"optimize: {summary['steps']} steps in {summary['time_s']:.1f} s; "
           f"{'held-out' if summary['heldout'] else 'training-view'} sRGB PSNR "
           f"{summary['psnr_initial']:.2f} -> {summary['psnr_final']:.2f} dB, SSIM "

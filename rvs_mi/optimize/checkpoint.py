@@ -3,28 +3,62 @@
 The optimizer is stored as its pickle (Dr.Jit's optimizers pickle their whole
 state: parameter values, learning rates and every moment, e.g. Adam's
 ``t``, ``m``, ``v`` and AMSGrad's ``v_max``), so no field layout is assumed.
-The file is written to a temporary name and renamed, so a run killed while
-writing keeps the previous checkpoint.
+``meta`` records the step, the optimized keys, the number of ``metrics.csv``
+rows the checkpoint covers and the sampler state. Files are written with
+:func:`atomic_write` (temporary file, fsync, rename, fsync of the folder), so a
+run killed at any moment keeps either the previous checkpoint or the new one.
 """
 import json
 import os
 import pickle
+import zipfile
 
+import drjit as dr
 import numpy as np
 
 from ..errors import UserError
 
 CHECKPOINT = "checkpoint.npz"
+META_KEYS = ("step", "keys", "rows")
 
 
-def save_checkpoint(path: str, step: int, opt, keys, sampler=None) -> None:
-    meta = {"step": int(step), "keys": list(keys),
+def atomic_write(path: str, write) -> None:
+    """Create ``path`` through ``write(file)`` on a temporary file that is fsynced and renamed."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_dir(folder: str) -> None:
+    """Make a rename or a new file in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str, obj) -> None:
+    """``obj`` as indented JSON, written atomically."""
+    text = json.dumps(obj, indent=2, default=json_default).encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
+def save_checkpoint(path: str, step: int, opt, keys, sampler=None, rows: int | None = None) -> None:
+    """Checkpoint after step ``step``, covering ``rows`` metrics rows (default: ``step + 1``)."""
+    meta = {"step": int(step), "keys": list(keys), "rows": int(step + 1 if rows is None else rows),
             "sampler": sampler.state_dict() if sampler is not None else None}
     arrays = {"optimizer": np.frombuffer(pickle.dumps(opt), dtype=np.uint8),
               "meta": np.array(json.dumps(meta, default=json_default))}
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def json_default(obj):
@@ -42,20 +76,63 @@ def _json_hook(obj):
     return obj
 
 
-def load_checkpoint(path: str, keys, sampler=None):
-    """(optimizer, next step) from a checkpoint; restores ``sampler``'s state in place."""
+def read_checkpoint(path: str):
+    """(optimizer, meta) of a checkpoint; any damage is a :class:`UserError` naming the file."""
     if not os.path.isfile(path):
         raise UserError(f"--resume: no checkpoint at {path}")
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]), object_hook=_json_hook)
             opt = pickle.loads(data["optimizer"].tobytes())
-    except Exception as exc:
-        raise UserError(f"--resume: unreadable checkpoint {path}: {exc}") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError,
+            AttributeError, TypeError, ImportError, IndexError) as exc:
+        raise UserError(f"unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing or not hasattr(opt, "state") or not isinstance(meta["keys"], list):
+        raise UserError(f"unreadable checkpoint {path}: its meta lacks {', '.join(missing) or 'keys'}"
+                        if missing else f"unreadable checkpoint {path}: it holds no optimizer")
+    return opt, meta
+
+
+def load_checkpoint(path: str, keys, sampler=None):
+    """(optimizer, next step) from a checkpoint; restores ``sampler``'s state in place."""
+    opt, meta = restore_checkpoint(path, keys, sampler)
+    return opt, int(meta["step"]) + 1
+
+
+def restore_checkpoint(path: str, keys, sampler=None):
+    """(optimizer, meta) from a checkpoint; restores ``sampler``'s state in place.
+
+    Refuses (one line naming the file) a checkpoint of other keys or with
+    non-finite parameters or moments."""
+    opt, meta = read_checkpoint(path)
     if meta["keys"] != list(keys):
-        raise UserError(f"--resume: checkpoint optimizes {meta['keys']}, config asks for {list(keys)}")
+        raise UserError(f"--resume: checkpoint {path} optimizes {meta['keys']}, the config asks for {list(keys)}")
+    bad = nonfinite_keys(opt)
+    if bad:
+        raise UserError(f"--resume: checkpoint {path} holds non-finite values (NaN/inf) in {', '.join(bad)}")
     for key in opt.keys():
         opt[key] = opt[key]      # a pickle holds values only: enable their gradients again
     if sampler is not None and meta.get("sampler") is not None:
-        sampler.load_state_dict(meta["sampler"])
-    return opt, int(meta["step"]) + 1
+        try:
+            sampler.load_state_dict(meta["sampler"])
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise UserError(f"unreadable checkpoint {path}: its sampler state: {type(exc).__name__}: {exc}") from None
+    return opt, meta
+
+
+def _float_arrays(obj):
+    """The floating-point Dr.Jit arrays in an optimizer's state entry (nested tuples)."""
+    if isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _float_arrays(item)
+    elif dr.is_array_v(obj) and dr.is_float_v(obj) and dr.width(obj):
+        yield obj.array if dr.is_tensor_v(obj) else obj
+
+
+def nonfinite_keys(opt) -> list:
+    """Keys whose parameter value or optimizer moments hold NaN or inf."""
+    with dr.suspend_grad():
+        flags = {k: [dr.all(dr.isfinite(a), axis=None) for a in _float_arrays(state)]
+                 for k, state in opt.state.items()}
+    return [k for k, fs in flags.items() if not all(bool(f[0]) for f in fs)]

@@ -41,11 +41,62 @@ def parameter_error(truth: dict, params):
     return math.sqrt(num / max(den, 1e-30))
 
 
-def write_metrics(path: str, rows) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+class MetricsLog:
+    """``metrics.csv``, append-only: the header once, then one row per step, each flushed.
+
+    :meth:`sync` makes the rows durable (called before a checkpoint that
+    covers them). :meth:`resume` cuts the file back to the rows a checkpoint
+    covers, which also drops a row cut mid-line by a kill.
+    """
+
+    def __init__(self, path: str, file):
+        self.path, self.file = path, file
+        self.writer = csv.DictWriter(file, fieldnames=METRIC_FIELDS, lineterminator="\n")
+
+    @classmethod
+    def create(cls, path: str) -> "MetricsLog":
+        log = cls(path, open(path, "w", newline=""))
+        log.writer.writeheader()
+        log.sync()
+        return log
+
+    @classmethod
+    def resume(cls, path: str, rows: int) -> tuple["MetricsLog", list]:
+        """(log open for appending, the first ``rows`` rows) after truncating the file to them."""
+        kept = _read_rows(path, rows)
+        with open(path, "r+b") as f:
+            f.truncate(kept[1])
+        return cls(path, open(path, "a", newline="")), kept[0]
+
+    def append(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _read_rows(path: str, rows: int) -> tuple[list, int]:
+    """(the header's first ``rows`` rows as dicts, the byte length of header plus those rows)."""
+    if not os.path.isfile(path):
+        raise UserError(f"--resume: {path} is missing (the checkpoint covers {rows} rows)")
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    complete = lines[:-1]                     # the last piece has no newline: cut by a kill, or empty
+    if not complete or complete[0].decode(errors="replace").split(",") != METRIC_FIELDS:
+        raise UserError(f"--resume: {path} does not start with the header {','.join(METRIC_FIELDS)}")
+    if len(complete) - 1 < rows:
+        raise UserError(f"--resume: {path} has {len(complete) - 1} complete rows, the checkpoint covers {rows}")
+    kept = complete[:rows + 1]
+    parsed = list(csv.DictReader(line.decode() for line in kept))
+    for n, row in enumerate(parsed):
+        if None in row or None in row.values() or row["step"] != str(n):
+            raise UserError(f"--resume: {path} row {n + 1} is malformed: {kept[n + 1].decode(errors='replace')!r}")
+    return parsed, sum(len(line) + 1 for line in kept)
 
 
 def plot_run(out_dir, rows, references, initial, result, summary) -> None:

@@ -7,6 +7,7 @@ redistancing, ``params.update``. Every random choice is a function of
 (seed, step), so a run resumed from a checkpoint ends where an
 uninterrupted one does.
 """
+import contextlib
 import math
 import re
 
@@ -19,6 +20,18 @@ from .config import Config
 from .losses import image_loss, laplacian, total_variation
 from .metrics import psnr_linear
 from .problem import Problem
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run Dr.Jit kernels on one thread, so that scatter-adds (texture and gather adjoints) and
+    block reductions sum in a fixed order: bit-identical results from run to run."""
+    saved = dr.thread_count()
+    dr.set_thread_count(1)
+    try:
+        yield
+    finally:
+        dr.set_thread_count(saved)
 
 
 def matches(patterns, key: str) -> bool:
