@@ -116,6 +116,8 @@ def restore_checkpoint(path: str, keys, sampler=None):
     if sampler is not None and meta.get("sampler") is not None:
         try:
             sampler.load_state_dict(meta["sampler"])
+        except UserError as exc:
+            raise UserError(f"--resume: checkpoint {path}: {exc}") from None
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise UserError(f"unreadable checkpoint {path}: its sampler state: {type(exc).__name__}: {exc}") from None
     return opt, meta
