@@ -197,6 +197,8 @@ def _npy(array):
      "UnpicklingError"),
     (lambda p: _corrupt_zip(p, replace={"meta.npy": _npy(np.array('{"step": 3, "keys": []}'))}),
      "its meta lacks rows"),
+    (lambda p: _corrupt_zip(p, replace={"meta.npy": _npy(np.array('{"step": "3", "keys": [], "rows": 4}'))}),
+     "its meta has a wrong step"),
 ])
 def test_a_damaged_checkpoint_is_one_line_naming_the_file(stopped, damage, fragment):
     path = os.path.join(stopped, ckpt.CHECKPOINT)

@@ -88,9 +88,13 @@ def read_checkpoint(path: str):
             AttributeError, TypeError, ImportError, IndexError) as exc:
         raise UserError(f"unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from None
     missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing or not hasattr(opt, "state") or not isinstance(meta["keys"], list):
-        raise UserError(f"unreadable checkpoint {path}: its meta lacks {', '.join(missing) or 'keys'}"
-                        if missing else f"unreadable checkpoint {path}: it holds no optimizer")
+    if missing:
+        raise UserError(f"unreadable checkpoint {path}: its meta lacks {', '.join(missing)}")
+    if not (type(meta["step"]) is int and type(meta["rows"]) is int and meta["step"] >= 0 and meta["rows"] >= 0
+            and isinstance(meta["keys"], list) and all(isinstance(k, str) for k in meta["keys"])):
+        raise UserError(f"unreadable checkpoint {path}: its meta has a wrong step, rows or keys")
+    if not hasattr(opt, "state"):
+        raise UserError(f"unreadable checkpoint {path}: it holds no optimizer")
     return opt, meta
 
 

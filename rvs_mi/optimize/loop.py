@@ -198,8 +198,7 @@ def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, f
             log.sync()
             save_checkpoint(ckpt_path, i, opt, problem.keys, sampler, rows=len(rows))
         if out_cfg.snapshot_every and (i + 1) % out_cfg.snapshot_every == 0:
-            with threads():
-                _snapshot(problem, problem.test or problem.train, out_dir, i, out_cfg.eval_spp)
+            _snapshot(problem, problem.test or problem.train, out_dir, i, out_cfg.eval_spp, threads)
         if i == stop_after:
             bar.close()
             return None
@@ -218,9 +217,9 @@ def _check_finite(opt, row: dict, i: int, ckpt_path: str) -> None:
                         f"stopped, {last}")
 
 
-def _snapshot(problem: Problem, split, out_dir: str, i: int, spp: int) -> None:
+def _snapshot(problem: Problem, split, out_dir: str, i: int, spp: int, threads) -> None:
     os.makedirs(os.path.join(out_dir, "snapshots"), exist_ok=True)
-    with dr.suspend_grad():
+    with dr.suspend_grad(), threads():
         image = mi.render(problem.scene, sensor=split.sensors[0], spp=spp)
     write_image(os.path.join(out_dir, "snapshots", f"step_{i + 1:05d}.png"), image)
 
