@@ -407,6 +407,10 @@ CLI = {
     "optimize lr_final < 0": (lambda t: ["optimize", _optimize_config(t), "-o", str(t / "o"), "--set",
                                          'optimize.lr_schedule="cosine"', "--set", "optimize.lr_final=-1"],
                               "optimize.lr_final must be >= 0"),
+    "optimize onto a file": (lambda t: ["optimize", _optimize_config(t), "-o", _file(t)],
+                             "exists and is not a folder"),
+    "optimize under a file": (lambda t: ["optimize", _optimize_config(t), "-o", os.path.join(_file(t), "sub")],
+                              "which is not a folder"),
     "optimize fov 200": (lambda t: ["optimize", _optimize_config(t), "-o", str(t / "o"),
                                     "--set", "references.fov=200"], "references.fov must be < 180"),
 }

@@ -21,21 +21,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
 
     from .. import init
-    from ..errors import UserError
     from ..optimize.config import load_config
     from ..optimize.loop import run_optimization
+    from ..scene import check_output_dir
 
     config = load_config(args.config, args.overrides)
     out_dir = args.output or config.output.dir
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    if not os.path.isdir(parent) and not os.path.isdir(os.path.dirname(parent)):
-        raise UserError(f"cannot write to {out_dir}: {parent} does not exist")
+    check_output_dir(out_dir)
     init(args.variant)
-    deterministic = args.deterministic or bool(getattr(config.optimize, "deterministic", False))
-    summary = run_optimization(config, out_dir, resume=args.resume, deterministic=deterministic)
+    summary = run_optimization(config, out_dir, resume=args.resume, deterministic=args.deterministic)
     if summary.get("finished"):
         print(f"optimize: the run in {out_dir} is finished ({summary['steps_done']} steps done, "
               f"{summary['steps']} asked); nothing to resume")
