@@ -12,6 +12,7 @@ import os
 import mitsuba as mi
 import numpy as np
 import pytest
+from test_optimize import BASE as TEXTURE_CONFIG
 
 from rvs_mi import cli, scenes
 from rvs_mi.errors import UserError
@@ -19,21 +20,6 @@ from rvs_mi.optimize.config import load_config
 from rvs_mi.optimize.dataset import load_dataset
 from rvs_mi.optimize.problem import setup_problem
 from rvs_mi.scene import load_scene
-
-TEXTURE_CONFIG = """
-[scene]
-file = "{scene}"
-[references]
-scene = "{scene}"
-defines = {{ texture = "textures/checker16.png" }}
-views = 2
-test_views = 1
-res = 16
-spp = 16
-[optimize]
-params = ["painted.reflectance.data"]
-steps = 4
-"""
 
 VOLUME_CONFIG = """
 [scene]
@@ -165,7 +151,7 @@ SETUP = {
 @pytest.mark.parametrize("case", sorted(SETUP))
 def test_setting_checked_against_the_scene(case, tmp_path, monkeypatch):
     kind, overrides, fragment = SETUP[case]
-    import rvs_mi.optimize.problem as problem
+    from rvs_mi.optimize import problem
 
     def no_rendering(config):
         raise AssertionError("references rendered before the settings were checked")
