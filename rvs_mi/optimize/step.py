@@ -83,6 +83,10 @@ def _voxel_size(problem: Problem, shape) -> tuple:
     if to_local is None:
         raise UserError("regularizers.redistance_every needs an SDF integrator with a grid SDF")
     to_world = np.linalg.inv(np.asarray(to_local, dtype=np.float64))
+    axes = to_world / np.linalg.norm(to_world, axis=0)
+    if np.abs(axes.T @ axes - np.eye(3)).max() > 1e-5:
+        raise UserError("regularizers.redistance_every needs a grid SDF whose to_world keeps the "
+                        "grid's axes orthogonal (no shear)")
     return tuple(float(np.linalg.norm(to_world[:, a])) / shape[2 - a] for a in range(3))
 
 
