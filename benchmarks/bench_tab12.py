@@ -66,7 +66,9 @@ def _scene_file(integrator: str) -> str:
 def _config(overrides, sampler: str):
     """The shipped config with ``overrides``, less the [sampler] keys ``sampler`` does not read."""
     import tomllib
-    from rvs_mi.optimize.config import ADAPTIVE_ONLY, apply_override, validate
+
+    from rvs_mi.optimize.config import apply_override, validate
+    from rvs_mi.optimize.config_rules import ADAPTIVE_ONLY
     with open(CONFIG, "rb") as f:
         raw = tomllib.load(f)
     for item in overrides:
@@ -79,6 +81,7 @@ def _config(overrides, sampler: str):
 
 def worker(name: str, seed: int, args) -> dict:
     import drjit as dr
+
     import rvs_mi
     from rvs_mi.optimize.loop import run_optimization
 

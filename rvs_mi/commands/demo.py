@@ -22,12 +22,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     import tomllib
 
+    from tqdm import tqdm
+
     from .. import init, scenes
-    from ..optimize.config import SCENE_REFERENCE_KEYS, load_config, validate
+    from ..optimize.config import load_config, validate
+    from ..optimize.config_rules import SCENE_REFERENCE_KEYS
     from ..optimize.dataset import render_dataset
     from ..optimize.loop import run_optimization
     from ..scene import check_output_dir, load_scene

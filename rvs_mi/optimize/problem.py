@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from .cameras import look_at, make_sensor, rig_positions, split_views
-from .config import check_reference_keys, defines_text
+from .config_rules import check_reference_keys, defines_text
 from .dataset import Split, framing, load_dataset
 
 
