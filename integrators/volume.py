@@ -11,6 +11,8 @@ no loop, so forward and reverse mode differentiate a short flat graph.
 """
 from __future__ import annotations
 
+import math
+
 import drjit as dr
 import mitsuba as mi
 from mitsuba.ad.integrators.common import ADIntegrator
@@ -19,7 +21,7 @@ from rvs_mi.errors import UserError  # noqa: F401  (plugins raise it)
 from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
 from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
                                       quadrature_colour, rvs_colour)
-from rvs_mi.volume.fields import activate, check_activation, make_field, radiance_rgb
+from rvs_mi.volume.fields import activate, activate_radiance, check_activation, make_field, radiance_rgb
 from rvs_mi.volume.spline import (Spline, block_index, knot_positions,
                                   stratified_uniforms)
 from rvs_mi.workarounds import no_expand_scatter
@@ -29,11 +31,20 @@ def _int(props, name, default, minimum):
     return prop(props, name, int, default, min=minimum)
 
 
+def _knots(props, name, default):
+    """A knot count: >= 2, or 0 for one knot per voxel layer of the density grid."""
+    value = prop(props, name, int, default, min=0)
+    if value == 1:
+        raise UserError(f"{props.plugin_name()}: {name} must be 0 (one knot per voxel) or >= 2 (got 1)")
+    return value
+
+
 class VolumeIntegrator(ADIntegrator):
     """Shared parts: fields, parameters, the ray interval and per-ray random numbers.
 
-    Parameters: ``density_activation`` (none|relu|softplus|exp), ``jitter``
-    (bool); children ``<volume name="density">`` (1 channel, its box is the
+    Parameters: ``density_activation`` (none|relu|softplus|exp),
+    ``radiance_activation`` (none|relu|clamp|sigmoid, applied to the RGB after
+    the SH evaluation), ``jitter`` (bool); children ``<volume name="density">`` (1 channel, its box is the
     volume's box) and ``<volume name="radiance">`` (3, 12 or 27 channels).
     """
 
@@ -41,6 +52,8 @@ class VolumeIntegrator(ADIntegrator):
         refuse_properties(props, BASE_INTEGRATOR_PROPERTIES, "has no effect on this integrator")
         super().__init__(props)
         self.activation = check_activation(prop(props, "density_activation", str, "none"))
+        self.radiance_activation = check_activation(prop(props, "radiance_activation", str, "none"),
+                                                    "radiance")
         self.jitter = prop(props, "jitter", bool, True)
         self.density = make_field("density", props.get("density", None), (1,))
         self.radiance = make_field("radiance", props.get("radiance", None), (3, 12, 27))
@@ -110,6 +123,19 @@ class VolumeIntegrator(ADIntegrator):
         d = dr.gather(mi.Vector3f, ray.d, owner)
         return dr.fma(d, t, o), d
 
+    def knot_count(self, given: int, field=None) -> int:
+        """``given`` knots per ray; for 0, one per voxel layer the longest chord of the
+        density grid crosses: ⌈√(X² + Y² + Z²)⌉ (at least 2), following the grid's
+        current resolution (e.g. after upsampling), like a ray marcher with a step of
+        one voxel."""
+        if given:
+            return given
+        field = field or self.density
+        if not getattr(field, "is_grid", False):
+            raise UserError("knots = 0 (one knot per voxel) needs a grid density field; give a knot count")
+        z, y, x = (int(v) for v in field.data.shape[:3])
+        return max(2, math.ceil(math.sqrt(x * x + y * y + z * z)))
+
     def sigma_at(self, field, p):
         return activate(field.eval(p)[0], self.activation)
 
@@ -121,7 +147,12 @@ class VolumeIntegrator(ADIntegrator):
         return Spline(t, self.sigma_at(field, p), m)
 
     def radiance_at(self, p, d):
-        return radiance_rgb(self.radiance.eval(p), d)
+        return activate_radiance(radiance_rgb(self.radiance.eval(p), d), self.radiance_activation)
+
+    def properties(self) -> dict:
+        """The XML properties this integrator honours, with their values (for exports)."""
+        return {"density_activation": self.activation, "radiance_activation": self.radiance_activation,
+                "jitter": self.jitter}
 
     @staticmethod
     def spectrum(channels, active):
@@ -129,13 +160,14 @@ class VolumeIntegrator(ADIntegrator):
 
     def to_string(self):
         return (f"{type(self).__name__}[density={self.density.channels}ch, "
-                f"radiance={self.radiance.channels}ch, activation={self.activation}]")
+                f"radiance={self.radiance.channels}ch, activation={self.activation}, "
+                f"radiance_activation={self.radiance_activation}]")
 
 
 class RVSIntegrator(VolumeIntegrator):
     """Reparameterized volume sampling (Morozov et al. 2024, Eq. 8).
 
-    Density at ``knots`` points per ray → linear spline → ``samples`` positions
+    Density at ``knots`` points per ray (0: one per voxel, see ``knot_count``) → linear spline → ``samples`` positions
     by the differentiable inverse CDF (stratified if ``stratified``) →
     Ĉ = y_f·mean_i c(t_i) + (1 − y_f)·C_behind. Radiance is queried ``samples``
     times per ray, density ``knots`` times.
@@ -143,14 +175,18 @@ class RVSIntegrator(VolumeIntegrator):
 
     def __init__(self, props):
         super().__init__(props)
-        self.knots = _int(props, "knots", 128, 2)
+        self.knots = _knots(props, "knots", 128)
         self.samples = _int(props, "samples", 8, 1)
         self.stratified = prop(props, "stratified", bool, True)
+
+    def properties(self):
+        return {**super().properties(), "knots": self.knots, "samples": self.samples,
+                "stratified": self.stratified}
 
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
         active = mi.Bool(active)
         ray, length, behind = self.interval(scene, mi.Ray3f(ray), active)
-        n, m, ms = dr.width(length), self.knots, self.samples
+        n, m, ms = dr.width(length), self.knot_count(self.knots), self.samples
         seed = self.ray_seed(sampler, n)
 
         spline = self.density_spline(ray, length, m, self.density, seed)     # Sec. 3.3
@@ -178,10 +214,13 @@ class RVSHierIntegrator(VolumeIntegrator):
 
     def __init__(self, props):
         super().__init__(props)
-        self.coarse_knots = _int(props, "coarse_knots", 64, 2)
+        self.coarse_knots = _knots(props, "coarse_knots", 64)
         self.fine_samples = _int(props, "fine_samples", 64, 1)
         coarse = props.get("coarse_density", None)
         self.coarse = make_field("coarse_density", coarse, (1,)) if coarse is not None else None
+
+    def properties(self):
+        return {**super().properties(), "coarse_knots": self.coarse_knots, "fine_samples": self.fine_samples}
 
     def fields(self):
         out = super().fields()
@@ -192,7 +231,8 @@ class RVSHierIntegrator(VolumeIntegrator):
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
         active = mi.Bool(active)
         ray, length, behind = self.interval(scene, mi.Ray3f(ray), active)
-        n, mc, mf = dr.width(length), self.coarse_knots, self.fine_samples
+        n, mf = dr.width(length), self.fine_samples
+        mc = self.knot_count(self.coarse_knots, self.coarse or self.density)
         seed = self.ray_seed(sampler, n)
 
         spline = self.density_spline(ray, length, mc, self.coarse or self.density, seed)
@@ -217,12 +257,15 @@ class VolQuadIntegrator(VolumeIntegrator):
 
     def __init__(self, props):
         super().__init__(props)
-        self.knots = _int(props, "knots", 128, 2)
+        self.knots = _knots(props, "knots", 128)
+
+    def properties(self):
+        return {**super().properties(), "knots": self.knots}
 
     def sample(self, mode, scene, sampler, ray, δL=None, state_in=None, active=True, **kwargs):
         active = mi.Bool(active)
         ray, length, behind = self.interval(scene, mi.Ray3f(ray), active)
-        n, m = dr.width(length), self.knots
+        n, m = dr.width(length), self.knot_count(self.knots)
         seed = self.ray_seed(sampler, n)
         t, delta = bin_points(dr.zeros(mi.Float, n), length, m, self.uniforms(seed, m, 0) if self.jitter else None)
         p, d = self.ray_points(ray, t, m)

@@ -51,6 +51,52 @@ def test_homogeneous_box_value_and_derivative(name):
     assert abs(dr.grad(s2)[0] - grad.sum()) <= 1e-2 * abs(grad.sum())
 
 
+RADIANCE_ACTIVATIONS = {"none": lambda c: c, "relu": lambda c: np.maximum(c, 0),
+                        "clamp": lambda c: np.clip(c, 0, 1), "sigmoid": lambda c: 1 / (1 + np.exp(-c))}
+RADIANCE_SLOPES = {"none": lambda c: np.ones_like(c), "relu": lambda c: (c > 0) * 1.0,
+                   "clamp": lambda c: ((c > 0) & (c < 1)) * 1.0,
+                   "sigmoid": lambda c: np.exp(-c) / (1 + np.exp(-c)) ** 2}
+
+
+@pytest.mark.parametrize("activation", list(RADIANCE_ACTIVATIONS))
+def test_radiance_activation_value_and_derivative(activation):
+    """Slab of raw radiance c: value act(c)·(1 − e^{−σL}), d/dc = act'(c)·(1 − e^{−σL})."""
+    sigma, L = 0.7, 2.0
+    c = np.array([-0.6, 0.4, 1.7])
+    scene = load_volume_scene(np.full((4, 4, 4), sigma), c, "rvs",
+                              {**DENSE["rvs"], "radiance_activation": activation}, resolution=(4, 4))
+    params = mi.traverse(scene)
+    key = "volume.radiance.data"
+    base = mi.TensorXf(params[key])
+    s = mi.Float(0.0)
+    dr.enable_grad(s)
+    params[key] = base + s
+    params.update()
+    image = mi.render(scene, params, spp=1, seed=1, seed_grad=2)
+    dr.forward(s)
+    opacity = 1 - np.exp(-sigma * L)
+    assert np.allclose(np.array(image), RADIANCE_ACTIVATIONS[activation](c) * opacity, atol=1e-3, rtol=0)
+    assert np.allclose(np.array(dr.grad(image)), RADIANCE_SLOPES[activation](c) * opacity, atol=1e-4,
+                       rtol=1e-3)
+
+
+def test_knots_zero_is_one_per_voxel():
+    """knots = 0 follows the density grid: ⌈√(X²+Y²+Z²)⌉ knots, also after a resolution change."""
+    dens, rad = _random_fields(seed=4, res=4, channels=3)
+    renders = {}
+    for knots in (0, 7, 14):       # √48 → 7; at 8³, √192 → 14
+        scene = load_volume_scene(dens, rad, "rvs", {"knots": knots, "samples": 4}, resolution=(8, 8))
+        renders[knots] = (scene, np.array(mi.render(scene, spp=1, seed=3)))
+    assert np.array_equal(renders[0][1], renders[7][1])
+    assert not np.allclose(renders[0][1], renders[14][1], atol=1e-6)
+    for knots in (0, 14):
+        params = mi.traverse(renders[knots][0])
+        params["volume.density.data"] = dr.resample(params["volume.density.data"], (8, 8, 8, 1))
+        params.update()
+    assert np.array_equal(np.array(mi.render(renders[0][0], spp=1, seed=3)),
+                          np.array(mi.render(renders[14][0], spp=1, seed=3)))
+
+
 @pytest.mark.parametrize("name", ["rvs", "volquad"])
 def test_background_and_surface_clipping(name):
     """Environment behind the slab is attenuated; an opaque rectangle mid-box halves L."""
@@ -162,6 +208,17 @@ def test_fd_gradients(fd_scenes, name, field):
     assert again.report["backward"]["ad"] == pytest.approx(rep["backward"]["ad"], rel=1e-5)
 
 
+def test_fd_gradients_through_radiance_activation():
+    dens, rad = _random_fields()
+    scene = load_volume_scene(dens, rad, "rvs", {**SMALL["rvs"], "radiance_activation": "sigmoid",
+                                                 "density_activation": "softplus"},
+                              resolution=(16, 16), camera="perspective", origin=(1.5, 1.0, 4.0), fov=45)
+    for field in ("density", "radiance"):
+        rep = fd_check(scene, f"volume.{field}.data", spp=4, seed=1, direction_seed=1).report
+        assert rep["forward"]["relative_error"] < 0.03, (field, rep["forward"])
+        assert rep["backward"]["relative_error"] < 0.03, (field, rep["backward"])
+
+
 # -- parameter updates -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ALL)
@@ -216,10 +273,11 @@ def test_no_nan_edge_cases(name, case):
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("rvs", {"knots": 1}, "knots must be >= 2"),
+    ("rvs", {"knots": 1}, "knots must be 0 .* or >= 2"),
+    ("rvs", {"radiance_activation": "softplus"}, "unknown radiance_activation"),
     ("rvs", {"samples": 0}, "samples must be >= 1"),
-    ("volquad", {"knots": 1}, "knots must be >= 2"),
-    ("rvs_hier", {"coarse_knots": 1}, "coarse_knots must be >= 2"),
+    ("volquad", {"knots": -1}, "knots must be >= 0"),
+    ("rvs_hier", {"coarse_knots": 1}, "coarse_knots must be 0 .* or >= 2"),
     ("rvs_hier", {"fine_samples": 0}, "fine_samples must be >= 1"),
     ("rvs", {"density_activation": "sigmoid"}, "unknown density_activation"),
 ])

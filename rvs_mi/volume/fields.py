@@ -14,8 +14,9 @@ own parameters appear under ``<integrator id>.<name>.…``.
 
 Radiance: 3 channels = RGB; 12 or 27 channels = real spherical harmonics of
 degree 1 or 2 (``dr.sh_eval`` basis), channel 3·j + c holding coefficient j of
-colour c, evaluated at the ray direction d (NeRF's c(x, d)). No activation:
-radiance is linear in the grid values.
+colour c, evaluated at the ray direction d (NeRF's c(x, d)), then passed through the
+integrator's ``radiance_activation`` (:func:`activate_radiance`; default
+``none``: radiance is linear in the grid values, as written).
 """
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ from .placement import Placement, read_placement
 from .spline import SIGMA_MAX
 
 ACTIVATIONS = ("none", "relu", "softplus", "exp")
+RADIANCE_ACTIVATIONS = ("none", "relu", "clamp", "sigmoid")
 RADIANCE_CHANNELS = {3: None, 12: 1, 27: 2}      # channels -> SH degree (None = RGB)
 MAX_VALUE = 1e15                                  # largest |grid value| accepted
 
 
-def check_activation(name: str) -> str:
-    if name not in ACTIVATIONS:
-        raise UserError(f"unknown density_activation {name!r}; use one of: " + ", ".join(ACTIVATIONS))
+def check_activation(name: str, kind: str = "density") -> str:
+    allowed = ACTIVATIONS if kind == "density" else RADIANCE_ACTIVATIONS
+    if name not in allowed:
+        raise UserError(f"unknown {kind}_activation {name!r}; use one of: " + ", ".join(allowed))
     return name
 
 
@@ -54,6 +57,27 @@ def activate(raw, name: str):
     else:
         raise UserError(f"unknown density_activation {name!r}")
     return dr.minimum(sigma, SIGMA_MAX)
+
+
+def activate_radiance(rgb, name: str):
+    """c = activation(raw) per colour channel.
+
+    ``none``: raw (radiance as written, may be negative); ``relu``: max(raw, 0);
+    ``clamp``: raw clipped to [0, 1] (zero gradient outside); ``sigmoid``:
+    1 / (1 + e^{−raw}) in (0, 1), smooth everywhere (raw 0 → 0.5). For
+    reconstructions from 8-bit images, whose linear radiance lies in [0, 1],
+    ``sigmoid`` keeps every render a valid colour while all grid values still
+    receive gradients.
+    """
+    if name == "none":
+        return rgb
+    if name == "relu":
+        return [dr.maximum(c, 0) for c in rgb]
+    if name == "clamp":
+        return [dr.clip(c, 0, 1) for c in rgb]
+    if name == "sigmoid":
+        return [dr.rcp(1 + dr.exp(-dr.clip(c, -30, 30))) for c in rgb]
+    raise UserError(f"unknown radiance_activation {name!r}")
 
 
 def radiance_rgb(channels, d):
