@@ -46,3 +46,34 @@ def test_grid_sdf_mesh_follows_the_grid_box():
     v, f, _ = sdf_mesh(scene.integrator(), resolution=32)
     r = np.linalg.norm(v, axis=1)
     assert abs(r.mean() - 0.49) < 0.01 and r.std() < 0.01
+
+
+def test_concentric_spheres_chamfer_normals_iou():
+    """Spheres of radii r1 < r2 about one centre: Chamfer |r1 − r2|, normal consistency 1,
+    IoU (r1/r2)³ (the reference is the r2 mesh, inside by ray parity; the result the r1 SDF)."""
+    from rvs_mi.geometry import chamfer_normal_consistency, sdf_geometry_metrics
+    from rvs_mi.sdf.mesh import sdf_mesh
+    r1, r2, c = 0.4, 0.5, (0.1, 0.0, 0.0)
+    outer = sdf_mesh(_sphere_integrator(r2, c), resolution=48)[:2]
+    inner_sdf = _sphere_integrator(r1, c)
+    cd, nc = chamfer_normal_consistency(sdf_mesh(inner_sdf, 48)[:2], outer, n=4000)
+    assert abs(cd / (r2 - r1) - 1) < 0.02
+    assert nc > 0.995
+    m = sdf_geometry_metrics(inner_sdf, *outer, resolution=48, samples=4000)
+    assert abs(m["chamfer"] / (r2 - r1) - 1) < 0.02 and m["normal_consistency"] > 0.995
+    assert abs(m["iou"] / (r1 / r2) ** 3 - 1) < 0.02
+
+
+def test_identical_and_disjoint_shapes():
+    from rvs_mi.geometry import distance_to_mesh, sdf_geometry_metrics
+    from rvs_mi.sdf.mesh import sdf_mesh
+    sdf = _sphere_integrator()
+    v, f, _ = sdf_mesh(sdf, 40)
+    m = sdf_geometry_metrics(sdf, v, f, resolution=40, samples=2000)
+    assert m["chamfer"] < 1e-6 and m["normal_consistency"] > 0.9999 and m["iou"] > 0.99
+    far = sdf_geometry_metrics(_sphere_integrator(0.3, (2.0, 0, 0)), v, f, resolution=32, samples=500)
+    # the mean of |p − c| over a sphere of radius a about 0 is D + a²/(3D) for |c| = D > a
+    D, a, b = 1.9, R, 0.3
+    assert far["iou"] == 0.0 and abs(far["chamfer"] / (D + (a * a + b * b) / (6 * D) - (a + b) / 2) - 1) < 0.02
+    d, _ = distance_to_mesh(np.array([[0.1, 0, 0], [1.1, 0, 0]]), v, f)   # centre, 0.5 outside
+    assert abs(d[0] - R) < 2e-3 and abs(d[1] - 0.5) < 2e-3

@@ -47,6 +47,13 @@ def evaluate_sdf(source, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(f_all), np.concatenate(g_all)
 
 
+def in_region(source, points: np.ndarray) -> np.ndarray:
+    """Whether world points lie in the lattice's region (outside it the renderer shows no SDF)."""
+    origin, M = _lattice_frame(source)
+    u = (np.asarray(points, np.float64) - origin) @ np.linalg.inv(M).T
+    return np.all((u >= 0) & (u <= 1), axis=1)
+
+
 def sdf_lattice(source, resolution: int):
     """(values (n, n, n) indexed [i, j, k] along u_x, u_y, u_z; origin; M) at the lattice
     points u = (i + ½)/n (cell centres, the layout of a grid source's voxels)."""
