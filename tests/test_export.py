@@ -1,4 +1,5 @@
 """Scene export (rvs_mi.optimize.export) and the ``rvs-mi turntable`` command."""
+import json
 import os
 import xml.etree.ElementTree as ET
 
@@ -73,7 +74,7 @@ def test_export_xml_is_typed_and_takes_res_and_spp(exported):
     bigger = load_scene(paths["scene"], {"res": "8", "spp": "3"})
     assert tuple(bigger.sensors()[0].film().size()) == (8, 8)
     assert bigger.sensors()[0].sampler().sample_count() == 3
-    env = np.array(mi.traverse(bigger)[[k for k in mi.traverse(bigger).keys() if "radiance.value" in k][0]])
+    env = np.array(mi.traverse(bigger.environment())["radiance.value"])
     np.testing.assert_array_equal(env.ravel(), np.float32([0.2, 0.3, 0.4]))
 
 
@@ -104,7 +105,28 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
     sdf = load_scene(rvs_mi.scenes.path("sdf_sphere.xml"))
     with pytest.raises(UserError, match="only the volume integrators"):
         export_scene(sdf, str(tmp_path / "a"))
+    with pytest.raises(UserError, match="a scene with shapes"):
+        export_scene(_scene_with_floor(), str(tmp_path / "a"))
     assert not os.path.exists(tmp_path / "a")
+
+
+def _scene_with_floor():
+    return load_volume_scene(1.0, (0.5, 0.5, 0.5), "rvs", extra={"floor": {"type": "rectangle"}})
+
+
+def test_export_result_by_integrator(tmp_path):
+    """Volume: the scene; SDF: its zero level set as a PLY mesh; anything else: nothing."""
+    from rvs_mi.optimize.export import export_result
+    sdf = load_scene(rvs_mi.scenes.path("sdf_sphere.xml"))
+    (path,) = export_result(sdf, str(tmp_path / "sdf"), mesh_resolution=16)
+    assert os.path.basename(path) == "mesh.ply"
+    mesh = mi.load_dict({"type": "ply", "filename": path})
+    centre = np.array(dr.detach(sdf.integrator().source.center)).ravel()[:3]
+    radius = float(np.array(sdf.integrator().source.radius).ravel()[0])
+    vertices = np.array(mi.traverse(mesh)["vertex_positions"]).reshape(-1, 3)
+    np.testing.assert_allclose(np.linalg.norm(vertices - centre, axis=1), radius, rtol=0.02)
+    assert export_result(load_scene(rvs_mi.scenes.path("cbox.xml")), str(tmp_path / "cbox")) == []
+    assert not os.path.exists(tmp_path / "cbox")
 
 
 def test_turntable_frames(exported, tmp_path, capsys):
@@ -152,3 +174,28 @@ def test_turntable_refuses_a_file_as_output(exported, tmp_path, capsys):
     _, _, paths = exported
     assert main(["turntable", paths["scene"], "-o", paths["scene"], "--frames", "0"]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_optimize_writes_result_and_timing(tmp_path):
+    """A short volume fit: ``result/`` holds the final grids and a scene that renders the run's
+    final evaluation image; summary.json lists the files and times every stage."""
+    from rvs_mi.imageio import read_image
+    from rvs_mi.optimize.config import load_config
+    from rvs_mi.optimize.loop import run_optimization
+    overrides = ["optimize.steps=2", "references.res=8", "references.views=2", "references.test_views=1",
+                 "references.spp=4", "upsample.initial_resolution=8", "upsample.at_steps=[]",
+                 'scene.defines={ integrator = "rvs", knots = "16", samples = "4", activation = "softplus" }',
+                 "output.checkpoint_every=0", "output.eval_spp=2"]
+    config = load_config(rvs_mi.scenes.path("configs/volume_rvs.toml"), overrides)
+    summary = run_optimization(config, str(tmp_path), progress=False)
+    assert summary["exported"] == ["result/density.vol", "result/radiance.vol", "result/scene.xml"]
+    assert set(summary["timing"]) == {"setup", "initial_eval", "steps", "final_eval", "export"}
+    assert all(t["wall_s"] > 0 and t["cpu_s"] >= 0 for t in summary["timing"].values())
+    with open(tmp_path / "summary.json") as f:
+        assert json.load(f)["exported"] == summary["exported"]
+    params = np.load(tmp_path / "params.npz")
+    grid = np.array(mi.VolumeGrid(str(tmp_path / "result" / "density.vol")))
+    np.testing.assert_array_equal(grid.reshape(8, 8, 8, 1), params["volume.density.data"])
+    scene = load_scene(str(tmp_path / "result" / "scene.xml"))
+    image = np.array(mi.render(scene, spp=2, seed=12345))          # evaluate()'s seed for view 0
+    np.testing.assert_allclose(image, read_image(str(tmp_path / "result_0.exr")), rtol=1e-3, atol=1e-4)

@@ -43,6 +43,8 @@ import numpy as np
 from ..errors import UserError
 
 NEURAL_RESOLUTION = 64                   # lattice of baked non-grid fields (per axis)
+MESH_RESOLUTION = 128                    # marching-cubes lattice of an SDF's mesh (per axis)
+RESULT_DIR = "result"
 SCENE_FILE = "scene.xml"
 SAMPLERS = {"IndependentSampler": "independent", "StratifiedSampler": "stratified",
             "MultijitterSampler": "multijitter", "LowDiscrepancySampler": "ldsampler",
@@ -85,6 +87,24 @@ def export_scene(scene, out_dir: str, sensor=None, neural_resolution: int = NEUR
         root.append(env)
     root.append(sensor_xml)
     return _write(root, grids, out_dir)
+
+
+def export_result(scene, out_dir: str, sensor=None, mesh_resolution: int = MESH_RESOLUTION) -> list:
+    """The result of an optimization, in ``out_dir``: a volume integrator's scene
+    (:func:`export_scene`), or an SDF integrator's zero level set as ``mesh.ply``
+    (``rvs_mi.sdf.mesh``, a ``mesh_resolution``³ lattice); other integrators write nothing.
+    Returns the paths written."""
+    integrator = scene.integrator()
+    if hasattr(integrator, "fields") and hasattr(integrator, "properties"):
+        return list(export_scene(scene, out_dir, sensor).values())
+    if getattr(integrator, "source", None) is not None:
+        from ..sdf.mesh import sdf_mesh, write_ply
+        vertices, faces, normals = sdf_mesh(integrator, mesh_resolution)
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, "mesh.ply")
+        write_ply(path, vertices, faces, normals)
+        return [path]
+    return []
 
 
 def _write(root, grids: dict, out_dir: str) -> dict:

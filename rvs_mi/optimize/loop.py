@@ -3,6 +3,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 
 import drjit as dr
@@ -16,6 +17,8 @@ from ..validate.fd import versions
 from .checkpoint import (CHECKPOINT, atomic_write, json_default, nonfinite_keys, restore_checkpoint,
                          save_checkpoint, write_json)
 from .config import SCHEMA, Config
+from .export import RESULT_DIR, export_result
+from .mesh_reference import geometry, geometry_summary
 from .problem import Problem, resolve_keys, setup_problem  # noqa: F401  (re-exported)
 from .report import METRICS, MetricsLog, evaluate, parameter_error, plot_run
 from .step import grid_keys, one_thread, step
@@ -48,7 +51,8 @@ def _initial_state(config: Config, problem: Problem, out_dir: str, eval_split, r
             return json.load(f)
     images, p0, s0, l0 = evaluate(problem.scene, eval_split, config.output.eval_spp)
     initial = {"psnr": p0, "ssim": s0, "psnr_linear": l0,
-               "param_error": parameter_error(config.optimize.truth, problem.params)}
+               "param_error": parameter_error(config.optimize.truth, problem.params),
+               **geometry(config, problem)}
     atomic_write(images_path, lambda f: np.save(f, np.stack(images)))
     write_json(path, initial)
     return initial
@@ -122,6 +126,17 @@ def _optimizer(config: Config, problem: Problem, sampler, ckpt_path: str, resume
     return opt, first, rows
 
 
+@contextlib.contextmanager
+def _stage(timing: dict, name: str):
+    """Record the wall time (``time.perf_counter``) and the CPU time of the process, all
+    threads (``time.process_time``), of the ``with`` block as ``timing[name]``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        timing[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
 def _clear(out_dir: str, resume: bool) -> None:
     """Remove the finish mark (``summary.json``) of an earlier run in ``out_dir``, and its
     checkpoint unless resuming from it."""
@@ -142,16 +157,20 @@ def run_optimization(config: Config, out_dir: str, resume: bool = False, progres
     ``stop_after`` ends the run after that step as if it had been killed there,
     without a final checkpoint (used to test ``--resume``). Returns the summary
     written to ``summary.json``; ``{"finished": True, ...}`` when a resumed run
-    had nothing left to do.
+    had nothing left to do. The summary's ``timing`` holds the wall and CPU seconds of the
+    stages of this call (``setup``: scene and references; ``initial_eval``; ``steps``;
+    ``final_eval``; ``export``); a resumed run times the steps it ran.
     """
     saved = _saved_run(config, out_dir) if resume else {}
     deterministic = deterministic or bool(saved.get("deterministic", False))
     threads = one_thread if deterministic else contextlib.nullcontext
     os.makedirs(out_dir, exist_ok=True)
-    problem = setup_problem(config)
-    sampler = make_pixel_sampler(config, problem)
-    ckpt_path = os.path.join(out_dir, CHECKPOINT)
-    opt, first, covered = _optimizer(config, problem, sampler, ckpt_path, resume)
+    timing = {}
+    with _stage(timing, "setup"):
+        problem = setup_problem(config)
+        sampler = make_pixel_sampler(config, problem)
+        ckpt_path = os.path.join(out_dir, CHECKPOINT)
+        opt, first, covered = _optimizer(config, problem, sampler, ckpt_path, resume)
     steps = config.optimize.steps
     if first >= steps and os.path.isfile(os.path.join(out_dir, SUMMARY)):
         return {"finished": True, "steps_done": first, "steps": steps}
@@ -160,28 +179,31 @@ def run_optimization(config: Config, out_dir: str, resume: bool = False, progres
                {"config": config.to_dict(), "versions": versions(), "keys": problem.keys,
                 "deterministic": deterministic})
     eval_split = problem.test or problem.train
-    with threads():
+    with _stage(timing, "initial_eval"), threads():
         initial = _initial_state(config, problem, out_dir, eval_split, resume)
     metrics_path = os.path.join(out_dir, METRICS)
     log, rows = MetricsLog.resume(metrics_path, covered) if first else (MetricsLog.create(metrics_path), [])
     try:
-        rows = _steps(config, problem, opt, sampler, out_dir, log, rows, first, stop_after, threads, progress)
+        with _stage(timing, "steps"):
+            rows = _steps(config, problem, opt, sampler, out_dir, log, rows, first, stop_after, threads,
+                          progress)
     finally:
         log.close()
     if rows is None:
         return {"stopped_after": stop_after}
-    return _finish(config, problem, eval_split, out_dir, rows, initial, threads)
+    return _finish(config, problem, eval_split, out_dir, rows, initial, threads, timing)
 
 
 def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, first, stop_after, threads,
            progress):
     """Steps ``first`` .. steps − 1: a metrics row each, checkpoints, snapshots; the rows
-    (None when stopped by ``stop_after``)."""
+    (None when stopped by ``stop_after``). The progress bar shows only when ``progress`` is
+    true and stderr is a terminal (tqdm's ``disable=None``), so logs get no bar updates."""
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     elapsed0 = float(rows[-1]["elapsed_s"]) if rows else 0.0
     pixels = int(rows[-1]["pixels"]) if rows else 0
     steps, out_cfg = config.optimize.steps, config.output
-    bar = tqdm(range(first, steps), initial=first, total=steps, desc="optimize", disable=not progress,
+    bar = tqdm(range(first, steps), initial=first, total=steps, desc="optimize", disable=None if progress else True,
                dynamic_ncols=True)
     t_start = time.perf_counter()
     for i in bar:
@@ -224,10 +246,23 @@ def _snapshot(problem: Problem, split, out_dir: str, i: int, spp: int, threads) 
     write_image(os.path.join(out_dir, "snapshots", f"step_{i + 1:05d}.png"), image)
 
 
-def _finish(config: Config, problem: Problem, eval_split, out_dir: str, rows, initial, threads) -> dict:
-    """Final evaluation, result images, plots, ``params.npz`` and, last, ``summary.json``
-    (its presence marks the run as finished)."""
-    with threads():
+def _export(problem: Problem, eval_split, out_dir: str) -> dict:
+    """``result/`` (:func:`export_result`, seen from the first evaluation view): {"exported":
+    paths relative to ``out_dir``}, plus "export_error" when the scene cannot be exported
+    (also printed on stderr; the run's other outputs stand)."""
+    try:
+        paths = export_result(problem.scene, os.path.join(out_dir, RESULT_DIR), eval_split.sensors[0])
+    except UserError as exc:
+        print(f"rvs-mi optimize: warning: no {RESULT_DIR}/ written: {exc}", file=sys.stderr)
+        return {"exported": [], "export_error": str(exc)}
+    return {"exported": [os.path.relpath(p, out_dir) for p in paths]}
+
+
+def _finish(config: Config, problem: Problem, eval_split, out_dir: str, rows, initial, threads,
+            timing: dict) -> dict:
+    """Final evaluation, result images, plots, ``params.npz``, the exported result and, last,
+    ``summary.json`` (its presence marks the run as finished)."""
+    with _stage(timing, "final_eval"), threads():
         images, p1, s1, l1 = evaluate(problem.scene, eval_split, config.output.eval_spp)
     for i, img in enumerate(images):
         write_image(os.path.join(out_dir, f"result_{i}.exr"), img)
@@ -243,9 +278,13 @@ def _finish(config: Config, problem: Problem, eval_split, out_dir: str, rows, in
         "pixels_rendered": int(rows[-1]["pixels"]) if rows else 0, "keys": problem.keys,
         "seed": config.optimize.seed,
     }
+    summary.update(geometry_summary(config, problem, initial))
     initial_images = np.load(os.path.join(out_dir, "initial_images.npy"))
     plot_run(out_dir, rows, eval_split.images, initial_images, images, summary)
     params = {k.replace("/", "_"): np.array(problem.params[k]) for k in problem.keys}
     atomic_write(os.path.join(out_dir, "params.npz"), lambda f: np.savez(f, **params))
+    with _stage(timing, "export"), threads():
+        summary.update(_export(problem, eval_split, out_dir))
+    summary["timing"] = timing
     write_json(os.path.join(out_dir, SUMMARY), summary)
     return summary
