@@ -6,7 +6,9 @@ HELP = "run an inverse-rendering optimization described by a TOML config"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("config", metavar="CONFIG.toml")
+    parser.add_argument("config", metavar="CONFIG.toml", nargs="?")
+    parser.add_argument("--keys", action="store_true",
+                        help="list every config section and key (type, default, limits, meaning) and exit")
     parser.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="output folder (default: the config's output.dir)")
     parser.add_argument("--resume", action="store_true",
@@ -21,6 +23,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ..errors import UserError
+    if args.keys:
+        from ..optimize.keys import keys_markdown
+        print(keys_markdown())
+        return 0
+    if args.config is None:
+        raise UserError("give a CONFIG.toml (rvs-mi optimize --keys lists the config keys)")
 
     from .. import init
     from ..optimize.config import load_config

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..sampling.defaults import SAMPLER_DEFAULTS, SAMPLERS, STATISTICS, VIEW_CHOICES
+from ..volume.fields import ACTIVATIONS, RADIANCE_ACTIVATIONS
+from ..volume.scene import INTEGRATORS
 from .config_rules import check_values, scalar
 from .losses import DEFAULT_LOSS, HUBER_DELTA, LOSSES
 
@@ -29,7 +31,7 @@ def key(default, help: str, *, min=None, max=None, above=None, below=None, choic
         length=None):
     """A config field: default (``REQUIRED`` for none), help text and its checks: ``min``/``max``
     (inclusive) and ``above``/``below`` (exclusive) bounds, allowed values (``choices``), the
-    type of a list's items (``items``) and a list's length (``length``). Numbers (``float``
+    type of a list's items (``items``) and a list's length (``length``, or a tuple of lengths). Numbers (``float``
     fields and ``float`` items) must be finite."""
     meta = {"help": help, "min": min, "max": max, "above": above, "below": below, "choices": choices,
             "items": items, "length": length}
@@ -40,7 +42,8 @@ def key(default, help: str, *, min=None, max=None, above=None, below=None, choic
 
 @dataclass
 class SceneSection:
-    file: str = key(REQUIRED, "Mitsuba XML scene to optimize (its integrator renders)")
+    file: str = key("", "Mitsuba XML scene to optimize (its integrator renders); empty with a "
+                        "references.dataset: the volume scene described by [volume] is built")
     defines: dict = key({}, "substitutions for $key in the XML (strings, numbers or true/false)")
     neural: dict = key({}, "volume integrators: replace the density/radiance grids by neural "
                            "fields (rvs_mi.volume.attach_neural_fields options; {} = grids)")
@@ -52,22 +55,43 @@ class SceneSection:
 class ReferencesSection:
     dataset: str = key("", "NeRF-synthetic folder (transforms_train.json, ...)")
     scene: str = key("", "reference scene rendered on a camera rig instead of a dataset")
+    mesh: str = key("", "reference mesh (.ply/.obj, its own coordinates) rendered on a camera rig with the "
+                        "fit scene's emitters and the SDF's albedo (SDF integrators, diffuse shading)")
     defines: dict = key({}, "substitutions for the reference scene")
     views: int = key(8, "training views rendered from the reference scene", min=1)
     test_views: int = key(2, "held-out views rendered from the reference scene", min=0)
-    res: int = key(64, "image resolution (datasets: the width; the height keeps the aspect ratio)", min=1)
+    res: int = key(0, "image width: dataset images are resized to it, keeping their aspect ratio (0: their "
+                      "own size); rendered references are res x res (0: 64)", min=0)
     spp: int = key(256, "samples per pixel of rendered references", min=1)
     rig: str = key("sphere", "camera rig", choices=("sphere", "hemisphere", "turntable"))
     fov: float = key(40.0, "horizontal field of view (degrees) of rendered references", above=0.0, below=180.0)
     radius: float = key(0.0, "camera distance (0: frame the reference scene's bounding box)", min=0.0)
-    background: list = key([0.0, 0.0, 0.0], "colour behind transparent dataset pixels", items=float, length=3)
+    background: list = key([], "sRGB colour behind transparent dataset pixels, for compositing the images "
+                               "and for rendering ([]: white for RGBA images, else black)", items=float,
+                            length=(0, 3))
     max_views: int = key(0, "use at most this many dataset views (0: all)", min=0)
     seed: int = key(0, "seed of the camera rig", min=0, max=SEED_MAX)
 
 
 @dataclass
+class VolumeSection:
+    integrator: str = key("rvs", "integrator of the volume scene built for a dataset", choices=INTEGRATORS)
+    options: dict = key({}, "its XML properties, e.g. {samples = 8, knots = 0} (0 knots: one per voxel)")
+    resolution: int = key(16, "initial resolution of the density and radiance grids (a cube)", min=1)
+    sh_degree: int = key(2, "radiance: 0 = RGB, 1 or 2 = spherical harmonics of that degree", min=0, max=2)
+    bounds: list = key([], "box [xmin, ymin, zmin, xmax, ymax, zmax] ([]: from the cameras and the "
+                           "images' alpha)", items=float)
+    density_init: float = key(0.1, "initial density grid value (before density_activation)")
+    radiance_init: float = key(0.0, "initial radiance before radiance_activation, in every direction")
+    density_activation: str = key("relu", "density activation", choices=ACTIVATIONS)
+    radiance_activation: str = key("sigmoid", "radiance activation (sigmoid keeps colours in (0, 1))",
+                                   choices=RADIANCE_ACTIVATIONS)
+
+
+@dataclass
 class OptimizeSection:
-    params: list = key(REQUIRED, "mi.traverse keys or regular expressions to optimize", items=str)
+    params: list = key([], "mi.traverse keys or regular expressions to optimize (required with "
+                           "scene.file; a built volume scene: its grids)", items=str)
     steps: int = key(100, "optimization steps", min=1)
     spp: int = key(4, "samples per pixel of the primal render", min=1)
     spp_grad: int = key(0, "samples per pixel of the gradient pass (0: same as spp)", min=0)
@@ -122,12 +146,15 @@ class OutputSection:
     checkpoint_every: int = key(25, "steps between checkpoints (0: only at the end)", min=0)
     snapshot_every: int = key(0, "steps between image snapshots (0: none)", min=0)
     eval_spp: int = key(64, "samples per pixel of held-out evaluation renders", min=1)
+    mesh_resolution: int = key(128, "lattice resolution of the SDF's zero-level-set mesh and of the "
+                                    "volume IoU in the geometry metrics (references.mesh)", min=8)
 
 
 @dataclass
 class Config:
     scene: SceneSection
     references: ReferencesSection
+    volume: VolumeSection
     optimize: OptimizeSection
     sampler: SamplerSection
     upsample: UpsampleSection
@@ -157,8 +184,9 @@ def _check_field(where, value, f):
     value = scalar(where, value, f.type)
     if meta["items"] is not None:
         value = [scalar(f"{where}[{i}]", v, meta["items"]) for i, v in enumerate(value)]
-    if meta["length"] is not None and len(value) != meta["length"]:
-        raise UserError(f"config {where} must have {meta['length']} values (got {len(value)})")
+    lengths = meta["length"] if isinstance(meta["length"], tuple) else (meta["length"],)
+    if meta["length"] is not None and len(value) not in lengths:
+        raise UserError(f"config {where} must have {' or '.join(map(str, lengths))} values (got {len(value)})")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise UserError(f"config {where} = {value!r}: choose one of {', '.join(meta['choices'])}")
     for bound, ok, rule in (("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
@@ -192,7 +220,8 @@ def validate(raw: dict, base_dir: str = ".") -> Config:
             raise UserError(f"config [{name}] must be a table")
     config = Config(**{name: _section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()})
     check_values(config, {f"{name}.{k}" for name, section in raw.items() for k in section})
-    for section, k in (("scene", "file"), ("references", "dataset"), ("references", "scene")):
+    for section, k in (("scene", "file"), ("references", "dataset"), ("references", "scene"),
+                       ("references", "mesh")):
         value = getattr(getattr(config, section), k)
         if value and not os.path.isabs(value):
             setattr(getattr(config, section), k, os.path.normpath(os.path.join(base_dir, value)))

@@ -36,7 +36,7 @@ def scalar(where, value, kind):
     return value
 
 
-#: Keys that only a reference scene uses, and keys that only a dataset uses.
+#: Keys that only rendered references (a scene or a mesh) use, and keys that only a dataset uses.
 SCENE_REFERENCE_KEYS = ("views", "test_views", "spp", "rig", "fov", "radius", "defines", "seed")
 DATASET_REFERENCE_KEYS = ("background", "max_views")
 
@@ -55,6 +55,7 @@ _EFFECTIVE = (
     ("regularizers.sdf_params", lambda c: c.regularizers.redistance_every > 0,
      "regularizers.redistance_every is > 0"),
     ("regularizers.eikonal_points", lambda c: c.regularizers.eikonal > 0, "regularizers.eikonal is > 0"),
+    ("output.mesh_resolution", lambda c: bool(c.references.mesh), "references.mesh is set"),
     ("sampler.budget", lambda c: c.sampler.name != "full", 'sampler.name is "uniform" or "adaptive"'),
     ("sampler.tile", lambda c: c.sampler.name == "adaptive", 'sampler.name = "adaptive"'),
     *((f"sampler.{k}", lambda c: "adaptive" in (c.sampler.name, c.sampler.view_choice),
@@ -66,12 +67,49 @@ def check_reference_keys(c: Config) -> None:
     """Refuse [references] keys given explicitly that the kind of references in use ignores.
     (For a dataset this runs once the dataset has loaded, so that a missing or unreadable
     dataset is what gets reported first.)"""
-    unused = DATASET_REFERENCE_KEYS if c.references.scene else SCENE_REFERENCE_KEYS
+    ref = c.references
+    kind = "scene" if ref.scene else "mesh" if ref.mesh else "dataset"
+    unused = {"scene": DATASET_REFERENCE_KEYS, "mesh": DATASET_REFERENCE_KEYS + ("defines",),
+              "dataset": SCENE_REFERENCE_KEYS}[kind]
     for k in unused:
         if f"references.{k}" in getattr(c, "given", ()):
-            raise UserError(f"config references.{k} applies only to a reference "
-                            f"{'dataset' if c.references.scene else 'scene'}; this config uses a "
-                            f"{'scene' if c.references.scene else 'dataset'} (remove the key)")
+            applies = ("dataset" if k in DATASET_REFERENCE_KEYS else "scene" if k == "defines"
+                       else "scene or mesh")
+            raise UserError(f"config references.{k} applies only to a reference {applies}; this config "
+                            f"uses a {kind} (remove the key)")
+
+
+#: The parameters of a built volume scene (the integrator has id "volume").
+BUILT_PARAMS = ["volume.density.data", "volume.radiance.data"]
+
+
+def _check_scene(c: Config, given) -> None:
+    """A scene file, or a volume scene built for a dataset from [volume] (not both)."""
+    volume_keys = sorted(k for k in given if k.startswith("volume."))
+    if c.scene.file:
+        if volume_keys:
+            raise UserError(f"config {volume_keys[0]} describes the volume scene built for a dataset; "
+                            "this config gives scene.file (remove one)")
+        if not c.optimize.params:
+            raise UserError("config optimize.params must be a non-empty list of key strings (the keys "
+                            "to optimize in scene.file)")
+        return
+    if not c.references.dataset:
+        raise UserError("config is missing scene.file (a volume scene is built only for "
+                        "references.dataset)")
+    if "scene.defines" in given:
+        raise UserError("config scene.defines substitutes $keys in scene.file, and there is none")
+    for k, v in c.volume.options.items():
+        if k in ("density", "radiance", "density_activation", "radiance_activation"):
+            raise UserError(f"config volume.options.{k}: set it with the volume section's own keys")
+        if isinstance(v, float) and not math.isfinite(v) or not isinstance(v, (str, int, float, bool)):
+            raise UserError(f"config volume.options.{k}: expected a string, number or true/false (got {v!r})")
+    bounds = c.volume.bounds
+    if bounds and (len(bounds) != 6 or not all(bounds[i] < bounds[i + 3] for i in range(3))):
+        raise UserError(f"config volume.bounds must be [xmin, ymin, zmin, xmax, ymax, zmax] with each "
+                        f"min < max (got {bounds})")
+    if not c.optimize.params:
+        c.optimize.params = list(BUILT_PARAMS)
 
 
 def defines_text(defines: dict) -> dict:
@@ -110,11 +148,13 @@ def _bound(where, v):
 def check_values(c: Config, given=frozenset()) -> None:
     """Checks that involve more than one field's type and range."""
     opt, ref = c.optimize, c.references
-    if bool(ref.dataset) == bool(ref.scene):
-        raise UserError("config [references] needs exactly one of dataset = FOLDER or scene = FILE")
+    if [bool(ref.dataset), bool(ref.scene), bool(ref.mesh)].count(True) != 1:
+        raise UserError("config [references] needs exactly one of dataset = FOLDER, scene = FILE or "
+                        "mesh = FILE")
     c.given = frozenset(given)
-    if ref.scene:
+    if ref.scene or ref.mesh:
         check_reference_keys(c)
+    _check_scene(c, given)
     for k, when, words in _EFFECTIVE:
         if k in given and not when(c):
             raise UserError(f"config {k} has no effect unless {words} (remove it or set that)")

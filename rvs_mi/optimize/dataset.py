@@ -10,6 +10,13 @@ Layout (as Blender's NeRF-synthetic scenes, e.g. Lego)::
 
 :func:`render_dataset` writes one from any Mitsuba scene with Mitsuba's path tracer;
 :func:`load_dataset` reads it back as Mitsuba sensors and linear images.
+
+Transparent pixels are composited over the background as NeRF codes do: on the
+sRGB-encoded values, c = rgb·α + bg·(1 − α) with ``bg`` an sRGB colour (white
+is 1, 1, 1), after any resizing of the RGBA image; the composite is then
+converted to linear values. The renderer composites linear radiance over the
+background's linear value, so only partly transparent pixels (edges) differ
+between the two.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ class Split:
     c2w: list                # Mitsuba camera-to-world matrices
     fov_x_deg: float
     files: list
+    alphas: list | None = None   # H×W alpha of each image (None: the images have no alpha)
 
 
 def framing(scene, fov_x_deg: float, margin: float = 1.15):
@@ -177,13 +185,34 @@ def _target_size(path: str, file: str, size, res):
     return res, int(height)
 
 
+def srgb_to_linear(c):
+    """The sRGB transfer function's inverse (IEC 61966-2-1), element-wise."""
+    c = np.asarray(c, dtype=np.float32)
+    return np.where(c <= 0.04045, c / 12.92, ((np.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def has_alpha(folder: str, split: str = "train") -> bool:
+    """Whether the first image of a split has an alpha channel (decides the default background)."""
+    path = os.path.join(folder, f"transforms_{split}.json")
+    try:
+        with open(path) as f:
+            file = json.load(f)["frames"][0]["file_path"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return False                      # load_dataset reports the problem
+    file = os.path.normpath(os.path.join(folder, file))
+    file = file if os.path.splitext(file)[1] else file + ".png"
+    return os.path.isfile(file) and mi.Bitmap(file).pixel_format() in (mi.Bitmap.PixelFormat.RGBA,
+                                                                      mi.Bitmap.PixelFormat.YA)
+
+
 def load_dataset(folder: str, split: str = "train", res: int | None = None, background=(0.0, 0.0, 0.0),
                  spp: int = 4, max_views: int | None = None) -> Split:
     """Read one split of a NeRF-synthetic folder as sensors and linear RGB images.
 
-    Images are composited over ``background`` with their alpha and, when ``res`` is
-    given, resized to ``res`` pixels wide with their aspect ratio kept (box filter for
-    downscaling); ``camera_angle_x`` is the horizontal field of view. Every field is
+    Images are, when ``res`` is given, resized to ``res`` pixels wide with their
+    aspect ratio kept (box filter for downscaling), then composited over the sRGB
+    colour ``background`` with their alpha on sRGB-encoded values (see the module
+    docstring); ``camera_angle_x`` is the horizontal field of view. Every field is
     checked on load (``UserError`` naming the file and field).
     """
     path = os.path.join(folder, f"transforms_{split}.json")
@@ -223,18 +252,21 @@ def load_dataset(folder: str, split: str = "train", res: int | None = None, back
             raise UserError(f"dataset image {file} is {size[0]}x{size[1]}, the split's first image "
                             f"{native[0]}x{native[1]}: a split's images must share one size")
         target = _target_size(path, file, size, res)
+        alpha_in = bitmap.pixel_format() in (mi.Bitmap.PixelFormat.RGBA, mi.Bitmap.PixelFormat.YA)
+        # sRGB-encoded floats (8-bit files stay encoded; linear files such as EXR get encoded)
+        bitmap = bitmap.convert(mi.Bitmap.PixelFormat.RGBA if alpha_in else mi.Bitmap.PixelFormat.RGB,
+                                mi.Struct.Type.Float32, srgb_gamma=True)
         if target != size:
-            bitmap = bitmap.convert(component_format=mi.Struct.Type.Float32, srgb_gamma=False)
             bitmap = bitmap.resample(list(target))
-        has_alpha = bitmap.pixel_format() in (mi.Bitmap.PixelFormat.RGBA, mi.Bitmap.PixelFormat.YA)
-        array = np.array(bitmap.convert(mi.Bitmap.PixelFormat.RGBA if has_alpha else mi.Bitmap.PixelFormat.RGB,
-                                        mi.Struct.Type.Float32, srgb_gamma=False), dtype=np.float32)
+        array = np.array(bitmap, dtype=np.float32)
         if not np.all(np.isfinite(array)):
             raise UserError(f"dataset image {file} has non-finite pixel values")
         rgb = array[..., :3]
-        if has_alpha:
+        if alpha_in:
             alpha = np.clip(array[..., 3:4], 0.0, 1.0)
             rgb = rgb * alpha + bg * (1.0 - alpha)
+            out.alphas = (out.alphas or []) + [alpha[..., 0]]
+        rgb = srgb_to_linear(rgb)
         height, width = rgb.shape[:2]
         out.sensors.append(make_sensor(c2w, fov_x_deg, width, height, spp=spp))
         out.images.append(np.ascontiguousarray(rgb))

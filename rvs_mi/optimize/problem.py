@@ -16,6 +16,9 @@ from .config_rules import check_reference_keys, defines_text
 from .dataset import Split, framing, load_dataset
 
 
+RENDERED_RES = 64          # side of rendered references when references.res is 0
+
+
 @dataclass
 class Problem:
     scene: object
@@ -123,11 +126,12 @@ def check_multiscale(config, image_shape) -> None:
                         f"{most} levels")
 
 
-def _render_references(config: dict, seed_offset: int = 0):
-    """Train/test splits rendered from the reference scene on a camera rig."""
+def _render_references(config: dict, seed_offset: int = 0, scene=None):
+    """Train/test splits rendered on a camera rig from ``scene`` (default: the reference scene)."""
     from ..scene import load_scene
     ref = config.references
-    scene = load_scene(ref.scene, defines_text(ref.defines))
+    if scene is None:
+        scene = load_scene(ref.scene, defines_text(ref.defines))
     center, radius = framing(scene, ref.fov)
     if ref.radius > 0:
         radius = ref.radius
@@ -138,7 +142,7 @@ def _render_references(config: dict, seed_offset: int = 0):
         split = Split([], [], [], ref.fov, [])
         for i, pos in enumerate(poses):
             c2w = look_at(pos, center)
-            sensor = make_sensor(c2w, ref.fov, ref.res, spp=4)
+            sensor = make_sensor(c2w, ref.fov, ref.res or RENDERED_RES, spp=4)
             with dr.suspend_grad():
                 image = mi.render(scene, sensor=sensor, spp=ref.spp, seed=10007 + i + 1000 * len(splits))
             split.sensors.append(sensor)
@@ -149,11 +153,66 @@ def _render_references(config: dict, seed_offset: int = 0):
     return splits[0], (splits[1] if splits[1].sensors else None)
 
 
+def dataset_background(config) -> list:
+    """The sRGB background of a dataset: ``references.background``, else white for RGBA images
+    and black for RGB ones."""
+    from .dataset import has_alpha
+    ref = config.references
+    if ref.background:
+        return list(ref.background)
+    return [1.0, 1.0, 1.0] if has_alpha(ref.dataset) else [0.0, 0.0, 0.0]
+
+
+def _load_splits(config, background):
+    ref = config.references
+    kwargs = dict(res=ref.res or None, background=background, max_views=ref.max_views or None)
+    train = load_dataset(ref.dataset, "train", **kwargs)
+    test_file = os.path.join(ref.dataset, "transforms_test.json")
+    test = load_dataset(ref.dataset, "test", **kwargs) if os.path.isfile(test_file) else None
+    check_reference_keys(config)
+    if "references.background" in getattr(config, "given", ()) and train.alphas is None:
+        raise UserError("config references.background has no effect: the dataset's images have no alpha "
+                        "(remove the key)")
+    return train, test
+
+
+def check_scene_background(scene, background, path: str) -> None:
+    """The scene must render the dataset's background: its environment's radiance (zero
+    without one) must be the linear value of the sRGB colour ``background``."""
+    from .dataset import srgb_to_linear
+    want = srgb_to_linear(background)
+    env = scene.environment()
+    got = np.zeros(3)
+    if env is not None:
+        si = dr.zeros(mi.SurfaceInteraction3f)
+        values = []
+        for d in np.vstack([np.eye(3), -np.eye(3)]):
+            si.wi = mi.Vector3f(*(-d))
+            values.append(np.array(env.eval(si)).reshape(-1)[:3])
+        got = np.mean(values, axis=0)
+        if np.ptp(values, axis=0).max() > 1e-4:
+            got = None
+    if got is None or not np.allclose(got, want, rtol=1e-3, atol=1e-4):
+        shown = "varies with direction" if got is None else f"is {np.round(got, 4).tolist()}"
+        raise UserError(f"the background of {path} {shown} (linear), but the dataset is composited over "
+                        f"references.background = {list(background)} (sRGB; linear "
+                        f"{np.round(want, 4).tolist()}): give the scene <emitter type=\"constant\"> of that "
+                        "linear radiance, or set references.background")
+
+
 def setup_problem(config: dict) -> Problem:
     """The scene, its optimized keys and the reference images. Every setting that names
     parameters is checked against the scene before any reference is rendered."""
     from ..scene import load_scene
-    scene = load_scene(config.scene.file, defines_text(config.scene.defines))
+    ref = config.references
+    train = test = None
+    if config.scene.file:
+        scene = load_scene(config.scene.file, defines_text(config.scene.defines))
+    else:
+        from .volume_scene import build_volume_scene
+        background = dataset_background(config)
+        train, test = _load_splits(config, background)
+        scene, _ = build_volume_scene(config, train, background)
     if config.scene.neural:
         from ..volume.neural import DEFAULTS, attach_neural_fields
         _check_options("scene.neural", config.scene.neural, DEFAULTS)
@@ -168,16 +227,16 @@ def setup_problem(config: dict) -> Problem:
     except UserError as exc:
         raise UserError(f"config optimize.params: {exc}") from None
     check_parameter_settings(config, params, keys)
-    ref = config.references
-    if ref.dataset:
-        kwargs = dict(res=ref.res, background=ref.background, max_views=ref.max_views or None)
-        train = load_dataset(ref.dataset, "train", **kwargs)
-        test_file = os.path.join(ref.dataset, "transforms_test.json")
-        test = load_dataset(ref.dataset, "test", **kwargs) if os.path.isfile(test_file) else None
-        check_reference_keys(config)
-    else:
-        check_multiscale(config, (ref.res, ref.res))
-        train, test = _render_references(config)
+    if ref.dataset and train is None:
+        background = dataset_background(config)
+        train, test = _load_splits(config, background)
+        if train.alphas is not None:
+            check_scene_background(scene, background, config.scene.file)
+    elif not ref.dataset:
+        check_multiscale(config, (ref.res or RENDERED_RES,) * 2)
+        from .mesh_reference import mesh_reference_scene
+        train, test = _render_references(config, scene=mesh_reference_scene(config, scene)
+                                         if ref.mesh else None)
     check_multiscale(config, train.images[0].shape)
     refs = [mi.TensorXf(img) for img in train.images]
     return Problem(scene, params, keys, train, test, refs)
