@@ -170,10 +170,14 @@ def test_turntable_bad_flags(exported, tmp_path, capsys, flags, message):
     assert not os.path.exists(tmp_path / "tt")
 
 
-def test_turntable_refuses_a_file_as_output(exported, tmp_path, capsys):
+def test_turntable_refuses_a_file_as_output_and_a_scene_without_sensor(exported, tmp_path, capsys):
     _, _, paths = exported
     assert main(["turntable", paths["scene"], "-o", paths["scene"], "--frames", "0"]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+    no_sensor = rvs_mi.scenes.path("volume_fit.xml")
+    assert main(["turntable", no_sensor, "-o", str(tmp_path / "tt"), "--frames", "1"]) == 2
+    assert "the scene has none" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "tt")
 
 
 def test_optimize_writes_result_and_timing(tmp_path):

@@ -73,6 +73,8 @@ def scene_fov(scene) -> float:
     import mitsuba as mi
 
     from ..errors import UserError
+    if not scene.sensors():
+        raise UserError("turntable uses the fov of the scene's sensor, and the scene has none")
     sensor = scene.sensors()[0]
     if not str(sensor).startswith("PerspectiveCamera"):
         raise UserError(f"turntable uses the fov of the scene's sensor, which must be perspective "

@@ -69,6 +69,8 @@ def export_scene(scene, out_dir: str, sensor=None, neural_resolution: int = NEUR
     if len(scene.shapes()):
         raise UserError(f"cannot export a scene with shapes ({len(scene.shapes())}): the export "
                         "writes the volume integrator, a constant environment and one sensor")
+    if sensor is None and not scene.sensors():
+        raise UserError("cannot export a scene without a sensor: give one")
     sensor = sensor if sensor is not None else scene.sensors()[0]
     root = ET.Element("scene", version="3.0.0")
     sensor_xml, defaults = _sensor(sensor)
