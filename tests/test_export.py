@@ -78,6 +78,21 @@ def test_export_xml_is_typed_and_takes_res_and_spp(exported):
     np.testing.assert_array_equal(env.ravel(), np.float32([0.2, 0.3, 0.4]))
 
 
+def test_export_orthographic_non_square(tmp_path):
+    rng = np.random.default_rng(3)
+    scene = load_volume_scene(rng.random((8, 8, 8)), rng.random((8, 8, 8, 3)), "volquad",
+                              {"knots": 8, "jitter": False}, resolution=(16, 12), spp=2)
+    paths = export_scene(scene, str(tmp_path))
+    root = ET.parse(paths["scene"]).getroot()
+    assert root.find("sensor").get("type") == "orthographic"
+    assert {d.get("name"): d.get("value") for d in root.findall("default")} == \
+        {"res": "16", "height": "12", "spp": "2"}
+    loaded = load_scene(paths["scene"])
+    np.testing.assert_allclose(np.array(mi.render(loaded, seed=1)), np.array(mi.render(scene, seed=1)),
+                               rtol=0, atol=1e-6)
+    assert tuple(load_scene(paths["scene"], {"res": "8", "height": "4"}).sensors()[0].film().size()) == (8, 4)
+
+
 def test_export_bakes_neural_fields(tmp_path):
     from rvs_mi.volume.neural import attach_neural_fields
     scene = _scene()

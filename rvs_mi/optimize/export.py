@@ -17,8 +17,8 @@ volume integrator (``rvs``, ``rvs_hier``, ``volquad``). The XML holds
 
 The file loads in plain Mitsuba once rvs-mi's plugins are registered
 (``import rvs_mi; rvs_mi.init()``) and renders the same image as the exported
-scene with the same seed and spp (grid fields; the float64 matrices of the XML
-round-trip the float32 transforms exactly).
+scene with the same seed and spp, up to float32 rounding of the grids' ``to_world``
+(the sensor's matrix is written with enough digits to read back exactly).
 
 Fields that are not grids (neural fields, other volume plugins) are baked:
 evaluated at the voxel centres of a ``neural_resolution``³ lattice over their box
@@ -30,6 +30,9 @@ closer at higher resolutions.
 
 Only the integrator, a constant environment and one sensor are written: a scene
 with shapes or other emitters is refused (``UserError``) before any file is written.
+
+:func:`export_result` is what ``rvs-mi optimize`` writes into ``<out>/result/``: this
+scene for a volume integrator, the zero level set of an SDF integrator as ``mesh.ply``.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ def export_scene(scene, out_dir: str, sensor=None, neural_resolution: int = NEUR
     if not hasattr(integrator, "fields") or not hasattr(integrator, "properties"):
         raise UserError(f"cannot export {type(integrator).__name__}: only the volume integrators "
                         "(rvs, rvs_hier, volquad) are exported as scenes")
-    if isinstance(neural_resolution, bool) or int(neural_resolution) != neural_resolution \
+    if isinstance(neural_resolution, bool) or not isinstance(neural_resolution, (int, np.integer)) \
             or neural_resolution < 1:
         raise UserError(f"neural_resolution must be an integer >= 1 (got {neural_resolution!r})")
     if len(scene.shapes()):
