@@ -203,8 +203,8 @@ def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, f
     elapsed0 = float(rows[-1]["elapsed_s"]) if rows else 0.0
     pixels = int(rows[-1]["pixels"]) if rows else 0
     steps, out_cfg = config.optimize.steps, config.output
-    bar = tqdm(range(first, steps), initial=first, total=steps, desc="optimize", disable=None if progress else True,
-               dynamic_ncols=True)
+    bar = tqdm(range(first, steps), initial=first, total=steps, desc="optimize",
+               disable=None if progress else True, dynamic_ncols=True)
     t_start = time.perf_counter()
     for i in bar:
         with threads():
