@@ -138,7 +138,13 @@ def _float_arrays(obj):
 
 def nonfinite_keys(opt) -> list:
     """Keys whose parameter value or optimizer moments hold NaN or inf."""
+    bad = []
     with dr.suspend_grad():
-        flags = {k: [dr.all(dr.isfinite(a), axis=None) for a in _float_arrays(state)]
-                 for k, state in opt.state.items()}
-    return [k for k, fs in flags.items() if not all(bool(f[0]) for f in fs)]
+        for k, state in opt.state.items():
+            finite = {}                 # one fused test per array size (value and moments share one)
+            for a in _float_arrays(state):
+                n = dr.width(a)
+                finite[n] = dr.isfinite(a) & finite[n] if n in finite else dr.isfinite(a)
+            if not all(bool(dr.all(f, axis=None)[0]) for f in finite.values()):
+                bad.append(k)
+    return bad

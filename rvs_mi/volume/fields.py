@@ -131,13 +131,15 @@ class GridField:
             raise UserError(f"{self.name} grid has {shape[3]} channels; expected "
                             + " or ".join(str(a) for a in self.allowed))
         with dr.suspend_grad():
-            finite = bool(dr.all(dr.isfinite(self.data.array), axis=None))
-            largest = float(dr.max(dr.abs(self.data.array), axis=None)[0]) if finite else 0.0
+            values = self.data.array
+            if bool(dr.all(dr.isfinite(values) & (dr.abs(values) <= MAX_VALUE), axis=None)[0]):
+                return                  # one fused pass in the common case
+            finite = bool(dr.all(dr.isfinite(values), axis=None)[0])
+            largest = float(dr.max(dr.abs(values), axis=None)[0]) if finite else 0.0
         if not finite:
             raise UserError(f"{self.name} grid contains non-finite values (NaN or inf)")
-        if largest > MAX_VALUE:
-            raise UserError(f"{self.name} grid has a value of magnitude {largest:.3g}; "
-                            f"values must be at most {MAX_VALUE:.0e}")
+        raise UserError(f"{self.name} grid has a value of magnitude {largest:.3g}; "
+                        f"values must be at most {MAX_VALUE:.0e}")
 
     def _identity(self):
         return (self.data.array.index, self.data.array.index_ad, tuple(self.data.shape))
