@@ -134,7 +134,7 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         o = self.options
         return (f"{type(self).__name__}[gamma={o.gamma}, lambda_d={o.lambda_d}, "
                 f"epsilon={o.epsilon}, top_k={o.top_k}, max_steps={o.max_steps}, "
-                f"shading={o.shading}]")
+                f"shading={o.shading}, emitter_samples={o.emitter_samples}]")
 
 
 class SDFReparamIntegrator(SDFIntegrator):

@@ -24,6 +24,7 @@ _RULES = (
     ("epsilon", float, lambda v: v > 0, "> 0"),
     ("max_steps", int, lambda v: v >= 1, ">= 1"),
     ("shading", str, lambda v: v in SHADINGS, "emissive or diffuse"),
+    ("emitter_samples", int, lambda v: v >= 1, ">= 1"),
 )
 
 
@@ -54,7 +55,8 @@ class SDFOptions:
     top_k: int = 0              # 0: every tracer point; k ≥ 2: the k largest weights (Eq. 14)
     epsilon: float | None = None    # ε of S; None: EPSILON_ALL or EPSILON_TOP_K by top_k
     max_steps: int = 64         # sphere-tracing points per ray
-    shading: str = "emissive"   # emissive: L = albedo; diffuse: Lambertian, one emitter sample
+    shading: str = "emissive"   # emissive: L = albedo; diffuse: Lambertian, emitter sampling
+    emitter_samples: int = 1    # emitter samples per shaded point (diffuse), averaged
     warp: bool = True           # boundary warp (sdf_reparam) or plain AD (sdf_naive)
 
     def __post_init__(self):

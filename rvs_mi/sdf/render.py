@@ -33,7 +33,7 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
     W, H = (int(v) for v in film.crop_size())
     use_warp = opts.warp and not primal
     with dr.suspend_grad():
-        pix, base, u, ls = _pixel_samples(sampler, W, H, spp, pixels)
+        pix, base, u, ls = _pixel_samples(sampler, W, H, spp, pixels, opts.emitter_samples)
         n = dr.width(pix)
         if use_warp:
             # 5 lanes per sample: the interior point and one point on each of the
@@ -55,8 +55,9 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
     return mi.TensorXf(img, (H, W, channels) if pixels is None else (slots, channels))
 
 
-def _pixel_samples(sampler, W, H, spp, pixels=None):
-    """Output slot, pixel position base, interior position u, light sample per sample.
+def _pixel_samples(sampler, W, H, spp, pixels=None, emitter_samples=1):
+    """Output slot, pixel position base, interior position u, light samples (a list of
+    ``emitter_samples`` 2-D samples) per sample.
 
     Without ``pixels`` the slots are the film's pixels (row-major); with a
     ``mi.UInt32`` array of pixel indices, slot j holds pixel ``pixels[j]``.
@@ -68,7 +69,7 @@ def _pixel_samples(sampler, W, H, spp, pixels=None):
     px, py = film_pix % W, film_pix // W
     base = mi.Vector2f(mi.Float(px), mi.Float(py))
     u = base + sampler.next_2d()
-    ls = sampler.next_2d()
+    ls = [sampler.next_2d() for _ in range(emitter_samples)]
     return pix, base, u, ls
 
 
@@ -81,7 +82,7 @@ def _with_edge_lanes(sampler, pix, base, u, ls):
     edge = kind > 0
     ue, nrm = _edge_points(_gather2(base, j), dr.gather(mi.Float, s, j), kind)
     u = dr.select(edge, ue, _gather2(u, j))
-    return dr.gather(mi.UInt32, pix, j), u, _gather2(ls, j), edge, nrm
+    return dr.gather(mi.UInt32, pix, j), u, [_gather2(v, j) for v in ls], edge, nrm
 
 
 def _gather2(v, j):

@@ -8,9 +8,11 @@ function theorem:
 
     f(o + t d; θ) = 0  ⇒  t = t̃ − (f − f̃) / (∇f·d)
 
-Shading: ``emissive`` (L = albedo) or ``diffuse`` (Lambertian, one emitter
-sample with an SDF and mesh shadow ray); meshes of the scene shade with their
-own BSDF and emitters, and the nearer hit wins.
+Shading: ``emissive`` (L = albedo) or ``diffuse`` (Lambertian: the mean of
+``emitter_samples`` emitter samples, each with an SDF and mesh shadow ray, no
+BSDF sampling or MIS, as Mitsuba's ``direct`` integrator with bsdf_samples = 0);
+meshes of the scene shade with their own BSDF and emitters, and the nearer hit
+wins. ``ls`` is the list of light samples (2-D) of each shading point.
 """
 from __future__ import annotations
 
@@ -109,10 +111,21 @@ def other_radiance(opts, source, scene, si, ray, ls, active):
     if opts.shading == "diffuse":
         act = active & si.is_valid()
         bsdf = si.bsdf(ray)
-        ds, em_w, vis = direct_light(opts, source, scene, si.p, si.n, ls, act)
-        val = bsdf.eval(mi.BSDFContext(), si, si.to_local(ds.d), act)
-        L += dr.select(act & vis, val * em_w, 0.0)
+        terms = []
+        for sample in ls:
+            ds, em_w, vis = direct_light(opts, source, scene, si.p, si.n, sample, act)
+            val = bsdf.eval(mi.BSDFContext(), si, si.to_local(ds.d), act)
+            terms.append(dr.select(act & vis, val * em_w, 0.0))
+        L += _mean(terms)
     return L
+
+
+def _mean(terms):
+    """Mean of the per-sample terms (the single term itself for one sample)."""
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total if len(terms) == 1 else total * (1.0 / len(terms))
 
 
 def direct_light(opts, source, scene, p, n, ls, active):
@@ -124,13 +137,21 @@ def direct_light(opts, source, scene, p, n, ls, active):
     with dr.suspend_grad():
         po = dr.detach(p) + SHADOW_OFFSET * dr.detach(n) * dr.sign(dr.dot(dr.detach(n), ds.d))
         dist = dr.detach(ds.dist) * (1.0 - 1e-3)
-        vis = trace_visibility(source, po, dr.detach(ds.d), dist, opts.max_steps)
+        # An infinite emitter's ds.dist spans the scene's bounding sphere, which holds the
+        # meshes but not the SDF: the SDF shadow ray runs to the end of the SDF's bound.
+        infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+        vis = trace_visibility(source, po, dr.detach(ds.d), dr.select(infinite, dr.inf, dist),
+                               opts.max_steps)
         vis &= ~scene.ray_test(mi.Ray3f(po, dr.detach(ds.d), dist), active)
     return ds, em_w, vis
 
 
 def lambert(opts, source, scene, x, n, albedo, ls, active):
-    """Lambertian radiance albedo/π · cos · E of one emitter sample at x (normal n)."""
-    ds, em_w, vis = direct_light(opts, source, scene, x, n, ls, active)
-    cos = dr.maximum(dr.dot(n, ds.d), 0.0)
-    return dr.select(vis & active, albedo * (cos / math.pi) * em_w, 0.0)
+    """Lambertian radiance albedo/π · cos · E at x (normal n), the mean over the emitter
+    samples ``ls``."""
+    terms = []
+    for sample in ls:
+        ds, em_w, vis = direct_light(opts, source, scene, x, n, sample, active)
+        cos = dr.maximum(dr.dot(n, ds.d), 0.0)
+        terms.append(dr.select(vis & active, albedo * (cos / math.pi) * em_w, 0.0))
+    return _mean(terms)
