@@ -139,7 +139,7 @@ def test_texture_example_fits_and_resume_matches(tmp_path):
     assert full["psnr_final"] > full["psnr_initial"] + 2.0
     assert (tmp_path / "full" / "comparison.png").is_file() and (tmp_path / "full" / "curves.png").is_file()
     rows = open(tmp_path / "full" / "metrics.csv").read().splitlines()
-    assert len(rows) == 17 and rows[0].startswith("step,loss,train_psnr")
+    assert len(rows) == 17 and rows[0].startswith("step,loss,train_psnr_linear,")
 
     # Killed after step 5 (last checkpoint after step 3), then resumed: the same final parameters
     # up to the last-bit run-to-run variation of the gradient pass's parallel float atomics (two

@@ -211,11 +211,11 @@ def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, f
             row = step(config, problem, opt, sampler, i)
         _check_finite(opt, row, i, ckpt_path)
         pixels += row["pixels"]
-        rows.append({"step": i, "loss": row["loss"], "train_psnr": row["train_psnr"], "lr": row["lr"],
+        rows.append({"step": i, "loss": row["loss"], "train_psnr_linear": row["train_psnr"], "lr": row["lr"],
                      "elapsed_s": elapsed0 + time.perf_counter() - t_start, "pixels": pixels,
                      "param_error": parameter_error(config.optimize.truth, problem.params)})
         log.append(rows[-1])
-        bar.set_postfix(loss=f"{row['loss']:.4g}", psnr=f"{row['train_psnr']:.2f}")
+        bar.set_postfix(loss=f"{row['loss']:.4g}", psnr_linear=f"{row['train_psnr']:.2f}")
         if (out_cfg.checkpoint_every and (i + 1) % out_cfg.checkpoint_every == 0) or i == steps - 1:
             log.sync()
             save_checkpoint(ckpt_path, i, opt, problem.keys, sampler, rows=len(rows))

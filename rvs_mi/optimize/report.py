@@ -8,10 +8,11 @@ import mitsuba as mi
 import numpy as np
 
 from ..errors import UserError
+from ..imageio import srgb8
 from .metrics import psnr, psnr_linear, ssim
 
 METRICS = "metrics.csv"
-METRIC_FIELDS = ["step", "loss", "train_psnr", "lr", "elapsed_s", "pixels", "param_error"]
+METRIC_FIELDS = ["step", "loss", "train_psnr_linear", "lr", "elapsed_s", "pixels", "param_error"]
 
 
 def evaluate(scene, split, spp: int, seed: int = 12345):
@@ -99,6 +100,9 @@ def _read_rows(path: str, rows: int) -> tuple[list, int]:
     return parsed, sum(len(line) + 1 for line in kept)
 
 
+COMPARISON_VIEWS = 8      # rows of comparison.png (the first evaluation views)
+
+
 def plot_run(out_dir, rows, references, initial, result, summary) -> None:
     from matplotlib.figure import Figure
 
@@ -107,22 +111,23 @@ def plot_run(out_dir, rows, references, initial, result, summary) -> None:
     axes = fig.subplots(1, 2)
     axes[0].semilogy(steps, [float(r["loss"]) for r in rows])
     axes[0].set_xlabel("step"), axes[0].set_ylabel("loss")
-    axes[1].plot(steps, [float(r["train_psnr"]) for r in rows])
-    axes[1].set_xlabel("step"), axes[1].set_ylabel("training PSNR (dB)")
+    axes[1].plot(steps, [float(r["train_psnr_linear"]) for r in rows])
+    axes[1].set_xlabel("step"), axes[1].set_ylabel("training-view PSNR, linear values (dB)")
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
 
-    n = min(3, len(references))
+    n = min(COMPARISON_VIEWS, len(references))
     fig = Figure(figsize=(7.5, 2.6 * n))
     axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         for j, (title, img) in enumerate((("reference", references[i]), ("initial", initial[i]),
                                           ("result", result[i]))):
-            axes[i, j].imshow(np.clip(img, 0, 1) ** (1 / 2.2), interpolation="nearest")
+            axes[i, j].imshow(srgb8(img), interpolation="nearest")
             axes[i, j].axis("off")
             if i == 0:
                 axes[i, j].set_title(title)
-    fig.suptitle(f"held-out PSNR {summary['psnr_initial']:.2f} -> {summary['psnr_final']:.2f} dB",
-                 fontsize=9)
+    where = "held-out" if summary["heldout"] else "training-view"
+    fig.suptitle(f"{where} PSNR {summary['psnr_initial']:.2f} -> {summary['psnr_final']:.2f} dB, SSIM "
+                 f"{summary['ssim_initial']:.3f} -> {summary['ssim_final']:.3f} (8-bit sRGB)", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "comparison.png"), dpi=100)
