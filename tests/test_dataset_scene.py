@@ -169,3 +169,17 @@ def test_keys_listing_is_the_docs_page(capsys):
         assert f.read().strip() == out.strip(), "docs/config.md is out of date: rvs-mi optimize --keys > docs/config.md"
     for section in ("[scene]", "[references]", "[volume]", "[optimize]", "[sampler]", "[output]"):
         assert f"## {section}" in out
+
+
+def test_shipped_dataset_config_runs(tiny_dataset, tmp_path):
+    """scenes/configs/dataset_rvs.toml on a tiny dataset: trains, improves, exports the scene."""
+    from rvs_mi import scenes
+    from rvs_mi.optimize.loop import run_optimization
+    config = load_config(scenes.path("configs/dataset_rvs.toml"),
+                         [f'references.dataset="{tiny_dataset}"', "optimize.steps=12", "upsample.at_steps=[6]",
+                          "volume.resolution=4", "output.eval_spp=2", "output.checkpoint_every=0"])
+    summary = run_optimization(config, str(tmp_path / "run"), progress=False)
+    assert summary["psnr_final"] > summary["psnr_initial"] + 1.0
+    assert "result/scene.xml" in summary["exported"]
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert f.readline().startswith("step,loss,train_psnr_linear,")
