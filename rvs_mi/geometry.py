@@ -22,6 +22,7 @@ from .errors import UserError
 SAMPLES = 20000          # surface samples per mesh of chamfer / normal consistency
 PARITY_DIRECTIONS = np.array([[0.5773, 0.5774, 0.5774], [-0.6, 0.48, 0.64], [0.48, -0.64, -0.6]])
 MAX_CROSSINGS = 64       # ray-casting parity: surface crossings followed per ray
+MAX_CANDIDATES = 512     # triangles tried per point in distance_to_mesh
 
 
 def _triangles(vertices, faces):
@@ -88,7 +89,10 @@ def distance_to_mesh(points, vertices, faces):
 
     Candidates are the triangles with the k nearest centroids; a point whose
     k-th centroid is nearer than (best distance + the largest centroid-vertex
-    distance) may have a closer triangle outside them and is retried with 4k.
+    distance, "reach") may have a closer triangle outside them and is retried
+    with 4k, up to MAX_CANDIDATES: beyond that (points far from a fine mesh,
+    whose nearest centroids crowd a shell of width reach) the distance is within
+    reach of the exact one.
     """
     from scipy.spatial import cKDTree
     a, b, c = _triangles(vertices, faces)
@@ -106,7 +110,7 @@ def distance_to_mesh(points, vertices, faces):
         d = np.linalg.norm(rep - q, axis=1).reshape(ci.shape)
         j = d.argmin(1)
         dist[todo], tri[todo] = d[np.arange(len(todo)), j], ci[np.arange(len(todo)), j]
-        unsure = (cd[:, -1] < dist[todo] + reach) & (k < len(cent))
+        unsure = (cd[:, -1] < dist[todo] + reach) & (k < min(len(cent), MAX_CANDIDATES))
         todo, k = todo[unsure], min(4 * k, len(cent))
     return dist, tri
 
