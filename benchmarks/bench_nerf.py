@@ -23,8 +23,10 @@ process's resident-memory high-water mark over the method's run (reset before ea
 after freeing Dr.Jit's cached blocks); RSS at start: what the process held then (earlier methods'
 leftovers and the libraries), included in the peak.
 
-    .venv/bin/python benchmarks/bench_nerf.py                       # ≈ 10 min on 2 cores
-    .venv/bin/python benchmarks/bench_nerf.py --data /tmp/nerf_obj --steps 300
+    .venv/bin/python benchmarks/bench_nerf.py --data /tmp/nerf_obj64             # ≈ 3 min on 2 cores
+    .venv/bin/python benchmarks/bench_nerf.py --data /tmp/nerf_obj64 --steps 900 # ≈ 8 min
+
+The first call renders the dataset into ``--data`` (a few seconds); later calls reuse it.
 """
 from __future__ import annotations
 
