@@ -1,87 +1,42 @@
 """A grid SDF fitted to renders of a mesh, with ``sdf_reparam`` and ``sdf_naive``: geometry metrics.
 
-The shape is a "blob": a sphere of radius 0.5 whose radius is displaced by
-0.12·(sin 3x·sin 2y + cos 3z)-style low-frequency terms (neither a sphere nor a
-torus, with concave regions), written as a PLY by this script (a marching-cubes
-mesh of the displaced-sphere field at 128³). ``rvs-mi optimize`` renders the
-references from that mesh (``references.mesh``), fits a ``--grid``³ grid SDF
-(from a 16³ sphere) with each integrator under the same config, and reports the
-held-out PSNR, Chamfer distance, normal consistency and volume IoU of the
-final zero level set, and the wall time of the steps. ``sdf_naive`` also runs
-with as many steps as fit in ``sdf_reparam``'s step time (equal wall time).
+The run is ``rvs-mi optimize scenes/configs/sdf_mesh.toml``: references rendered
+from ``scenes/meshes/blob.ply`` (a sphere of radius 0.5 whose radius is
+displaced by 0.12·sin 3x·sin(2y + 1) + 0.1·cos 3z of the unit direction:
+neither a sphere nor a torus, concave in places), a grid SDF from a 16³ sphere
+(``scenes/fit_sdf_mesh.xml``), upsampled at ``upsample.at_steps``. It runs with
+``sdf_reparam``, with ``sdf_naive`` for the same steps, and with ``sdf_naive``
+for as many steps as fit in ``sdf_reparam``'s time (equal wall time), and
+reports held-out PSNR, Chamfer distance, volume IoU and normal consistency of
+each final zero level set.
 
-The floor: the grid of the same resolution sampled from the true signed
+Time per step: the mean duration of the steps after the first three, leaving out
+each upsampling step and the one after it (kernel compilation); redistancing
+steps count. The equal-time run gets round(reparam steps × reparam s/step ÷
+naive s/step) steps, its upsampling steps at the same fractions of the run.
+
+The floor: the grid of the final resolution sampled from the true signed
 distance of the mesh (exact distance to the triangles, sign by ray parity), then
 meshed the same way: what the grid can represent at all.
 
-    python benchmarks/sdf_mesh_fit.py [--steps 40] [--grid 24] [--res 24] [-o out/sdf_mesh_fit]
+    python benchmarks/sdf_mesh_fit.py [--config scenes/configs/sdf_mesh.toml] [--set section.key=value ...]
+                                      [-o out/sdf_mesh_fit]
+    python benchmarks/sdf_mesh_fit.py --write-blob scenes/meshes/blob.ply    # regenerate the mesh
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-SCENE = """<scene version="3.0.0">
-    <default name="integrator" value="sdf_reparam"/>
-    <default name="grid" value="{grid}"/>
-    <integrator type="$integrator" id="sdf">
-        <volume name="sdf" type="gridvolume">
-            <string name="filename" value="$grid"/>
-            <boolean name="use_grid_bbox" value="false"/>
-            <transform name="to_world"><scale value="2"/><translate x="-1" y="-1" z="-1"/></transform>
-        </volume>
-        <rgb name="albedo" value="0.8, 0.55, 0.3"/>
-        <string name="shading" value="diffuse"/>
-        <integer name="max_steps" value="48"/>
-        <integer name="emitter_samples" value="{emitter_samples}"/>
-    </integrator>
-    <emitter type="directional">
-        <vector name="direction" value="-0.5, -1.0, -0.7"/>
-        <rgb name="irradiance" value="2.5, 2.4, 2.2"/>
-    </emitter>
-    <emitter type="constant"><rgb name="radiance" value="0.15, 0.2, 0.3"/></emitter>
-</scene>
-"""
-
-CONFIG = """[scene]
-file = "{scene}"
-defines = {{ integrator = "{integrator}" }}
-[references]
-mesh = "{mesh}"
-views = {views}
-test_views = 3
-res = {res}
-spp = 256
-rig = "sphere"
-radius = 3.0
-[optimize]
-params = ["sdf.sdf.data"]
-steps = {steps}
-spp = 4
-lr = 0.006
-lr_schedule = "cosine"
-lr_final = 0.1
-loss = "l1"
-multiscale = 3
-[upsample]
-initial_resolution = {grid}
-[regularizers]
-laplacian = 1.0
-redistance_every = 10
-sdf_params = ["sdf.sdf.data"]
-[output]
-checkpoint_every = 0
-eval_spp = 16
-mesh_resolution = {mesh_res}
-"""
+CONFIG = os.path.join(ROOT, "scenes", "configs", "sdf_mesh.toml")
+BLOB_LATTICE = 64      # marching-cubes lattice of the shipped blob (a ≤ 300 KB binary PLY)
 
 
 def blob_field(p):
@@ -92,7 +47,7 @@ def blob_field(p):
     return n - r
 
 
-def write_blob(path, n=128):
+def write_blob(path, n=BLOB_LATTICE):
     """The blob as a marching-cubes mesh of its field on [-0.8, 0.8]³ (outward winding)."""
     from skimage.measure import marching_cubes
     from rvs_mi.sdf.mesh import write_ply
@@ -104,6 +59,16 @@ def write_blob(path, n=128):
     if np.einsum("ij,ij->i", a, np.cross(b, c)).sum() < 0:
         f = f[:, ::-1]
     write_ply(path, v, f)
+    return v, f
+
+
+def read_mesh(path):
+    """Vertices (V×3) and faces (F×3) of a PLY/OBJ mesh, as Mitsuba loads it."""
+    import mitsuba as mi
+    shape = mi.load_dict({"type": os.path.splitext(path)[1][1:], "filename": path})
+    params = mi.traverse(shape)
+    v = np.array(params["vertex_positions"], dtype=np.float64).reshape(-1, 3)
+    f = np.array(params["faces"], dtype=np.int64).reshape(-1, 3)
     return v, f
 
 
@@ -119,63 +84,80 @@ def floor_grid(path, v, f, grid):
     mi.VolumeGrid(d.reshape(grid, grid, grid, 1).astype(np.float32)).write(path)
 
 
-def sphere_grid(path, grid):
-    c = -1 + (np.arange(grid) + 0.5) * 2.0 / grid
-    z, y, x = np.meshgrid(c, c, c, indexing="ij")
-    import mitsuba as mi
-    mi.VolumeGrid((np.sqrt(x * x + y * y + z * z) - 0.5)[..., None].astype(np.float32)).write(path)
-
-
-def floor_metrics(scene_path, grid_path, v, f, mesh_res):
+def floor_row(config, out):
+    """Geometry metrics of the final-resolution grid sampled from the mesh's true distance."""
+    import time
     from rvs_mi.geometry import sdf_geometry_metrics
+    from rvs_mi.optimize.config_rules import defines_text
     from rvs_mi.scene import load_scene
-    scene = load_scene(scene_path, {"grid": grid_path, "integrator": "sdf_naive"})
-    return sdf_geometry_metrics(scene.integrator(), v, f, resolution=mesh_res)
+    t0 = time.perf_counter()
+    v, f = read_mesh(config.references.mesh)
+    grid = config.upsample.initial_resolution * 2 ** len(config.upsample.at_steps)
+    path = os.path.join(out, "floor.vol")
+    floor_grid(path, v, f, grid)
+    defines = {**defines_text(config.scene.defines), "grid": path, "integrator": "sdf_naive"}
+    scene = load_scene(config.scene.file, defines)
+    m = sdf_geometry_metrics(scene.integrator(), v, f, resolution=config.output.mesh_resolution)
+    return {**m, "psnr_final": None, "steps": 0, "step_s": None, "steps_s": time.perf_counter() - t0}
 
 
-def run(out, name, args, integrator, steps, scene, mesh):
-    cfg = os.path.join(out, f"{name}.toml")
-    with open(cfg, "w") as fh:
-        fh.write(CONFIG.format(scene=scene, integrator=integrator, mesh=mesh, views=args.views, res=args.res,
-                               steps=steps, grid=args.grid, mesh_res=args.mesh_res))
-    subprocess.run([sys.executable, "-m", "rvs_mi.cli", "optimize", cfg, "-o", os.path.join(out, name)],
-                   check=True, stdout=subprocess.DEVNULL)
-    with open(os.path.join(out, name, "summary.json")) as fh:
-        return json.load(fh)
+def _toml(value):
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def step_time(run_dir, at_steps):
+    """Mean step duration (s) after the first three steps, without upsampling steps and the next."""
+    with open(os.path.join(run_dir, "metrics.csv")) as fh:
+        elapsed = [float(r["elapsed_s"]) for r in csv.DictReader(fh)]
+    skip = {0, 1, 2} | {s + k for s in at_steps for k in (0, 1)}
+    d = [elapsed[i] - elapsed[i - 1] for i in range(1, len(elapsed)) if i not in skip]
+    return float(np.mean(d))
+
+
+def run(args, config, name, integrator, steps=None):
+    """``rvs-mi optimize`` of the config with ``integrator`` (and ``steps``, upsampling scaled)."""
+    sets = list(args.set) + [f"scene.defines={_toml({**config.scene.defines, 'integrator': integrator})}"]
+    at = list(config.upsample.at_steps)
+    if steps is not None:
+        at = [round(s * steps / config.optimize.steps) for s in at]
+        sets += [f"optimize.steps={steps}", f"upsample.at_steps={_toml(at)}"]
+    out = os.path.join(args.output, name)
+    cmd = [sys.executable, "-m", "rvs_mi.cli", "optimize", args.config, "-o", out]
+    subprocess.run(cmd + [x for s in sets for x in ("--set", s)], check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "summary.json")) as fh:
+        summary = json.load(fh)
+    per_step = step_time(out, at)
+    return {**summary, "step_s": per_step, "steps_s": per_step * summary["steps"]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--grid", type=int, default=24)
-    ap.add_argument("--res", type=int, default=24)
-    ap.add_argument("--views", type=int, default=8)
-    ap.add_argument("--mesh-res", type=int, default=64)
-    ap.add_argument("--emitter-samples", type=int, default=2)
+    ap.add_argument("--config", default=CONFIG)
+    ap.add_argument("--set", action="append", default=[], metavar="section.key=value",
+                    help="config override, as rvs-mi optimize --set (repeatable)")
+    ap.add_argument("--write-blob", metavar="PATH", help="write the blob mesh to PATH and exit")
     ap.add_argument("-o", "--output", default="out/sdf_mesh_fit")
     args = ap.parse_args(argv)
     import rvs_mi
     rvs_mi.init("llvm_ad_rgb")
-    out = os.path.abspath(args.output)
-    os.makedirs(out, exist_ok=True)
-    mesh = os.path.join(out, "blob.ply")
-    v, f = write_blob(mesh)
-    sphere_grid(os.path.join(out, "sphere.vol"), 16)
-    scene = os.path.join(out, "fit.xml")
-    with open(scene, "w") as fh:
-        fh.write(SCENE.format(grid=os.path.join(out, "sphere.vol"), emitter_samples=args.emitter_samples))
-    rows = {}
-    t0 = time.perf_counter()
-    floor_grid(os.path.join(out, "floor.vol"), v, f, args.grid)
-    rows["grid floor"] = {**floor_metrics(scene, os.path.join(out, "floor.vol"), v, f, args.mesh_res),
-                          "psnr_final": None, "time_s": time.perf_counter() - t0, "steps": 0}
-    rows["sdf_reparam"] = run(out, "reparam", args, "sdf_reparam", args.steps, scene, mesh)
-    rows["sdf_naive"] = run(out, "naive", args, "sdf_naive", args.steps, scene, mesh)
-    per_step = rows["sdf_naive"]["time_s"] / args.steps
-    equal = max(args.steps, int(round(rows["sdf_reparam"]["time_s"] / per_step)))
-    rows["sdf_naive, equal time"] = run(out, "naive_equal", args, "sdf_naive", equal, scene, mesh)
-    print_table(rows, args)
-    with open(os.path.join(out, "table.json"), "w") as fh:
+    if args.write_blob:
+        write_blob(args.write_blob)
+        return
+    from rvs_mi.optimize.config import load_config
+    config = load_config(args.config, args.set)
+    args.output = os.path.abspath(args.output)
+    os.makedirs(args.output, exist_ok=True)
+    rows = {"grid floor": floor_row(config, args.output)}
+    rows["sdf_reparam"] = run(args, config, "reparam", "sdf_reparam")
+    rows["sdf_naive"] = run(args, config, "naive", "sdf_naive")
+    equal = round(rows["sdf_reparam"]["steps_s"] / rows["sdf_naive"]["step_s"])
+    rows["sdf_naive, equal time"] = run(args, config, "naive_equal", "sdf_naive", max(equal, 1))
+    print_table(rows, config)
+    with open(os.path.join(args.output, "table.json"), "w") as fh:
         json.dump(rows, fh, indent=2)
 
 
@@ -183,20 +165,21 @@ def _fmt(x, spec):
     return "–" if x is None else format(x, spec)
 
 
-def print_table(rows, args):
-    print(f"blob mesh, grid {args.grid}³, {args.views} views + 3 held out at {args.res}², "
-          f"mesh/IoU lattice {args.mesh_res}³")
-    print("| run | steps | held-out PSNR | Chamfer | IoU | normal consistency | wall time (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        cd = r.get("chamfer_final", r.get("chamfer"))
-        iou = r.get("iou_final", r.get("iou"))
-        nc = r.get("normal_consistency_final", r.get("normal_consistency"))
-        print(f"| {name} | {r['steps']} | {_fmt(r['psnr_final'], '.2f')} | {_fmt(cd, '.4f')} | "
-              f"{_fmt(iou, '.3f')} | {_fmt(nc, '.3f')} | {r['time_s']:.1f} |")
-    first = rows["sdf_reparam"]
+def print_table(rows, config):
+    r = config.references
+    grid = config.upsample.initial_resolution * 2 ** len(config.upsample.at_steps)
+    print(f"{os.path.basename(r.mesh)}, grid {config.upsample.initial_resolution}³ → {grid}³, {r.views} views "
+          f"+ {r.test_views} held out at {r.res}², mesh/IoU lattice {config.output.mesh_resolution}³")
+    print("| run | steps | s/step | steps' time (s) | held-out PSNR | Chamfer | IoU | normal consistency |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        cd, iou, nc = (row.get(f"{k}_final", row.get(k)) for k in ("chamfer", "iou", "normal_consistency"))
+        print(f"| {name} | {row['steps']} | {_fmt(row['step_s'], '.3f')} | {row['steps_s']:.1f} | "
+              f"{_fmt(row['psnr_final'], '.2f')} | {cd:.4f} | {iou:.3f} | {nc:.3f} |")
+    first, floor = rows["sdf_reparam"], rows["grid floor"]
     print(f"initial (sphere): PSNR {first['psnr_initial']:.2f}, Chamfer {first['chamfer_initial']:.4f}, "
-          f"IoU {first['iou_initial']:.3f}")
+          f"IoU {first['iou_initial']:.3f}; sdf_reparam Chamfer / floor = "
+          f"{first['chamfer_final'] / floor['chamfer']:.2f}")
 
 
 if __name__ == "__main__":
