@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # source folder -> package folder inside the wheel
 MAPPED = {"integrators": "rvs_mi/integrators", "scenes": "rvs_mi/scenes", "rvs_mi": "rvs_mi"}
-SHIPPED = ("*.py", "*.xml", "*.toml", "*.vol", "*.png", "*.exr")
+SHIPPED = ("*.py", "*.xml", "*.toml", "*.vol", "*.png", "*.exr", "*.ply")
 
 
 def _expected():
