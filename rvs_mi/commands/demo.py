@@ -21,6 +21,7 @@ HELP = ("reconstruct a textured object from a multi-view dataset (rvs) and an SD
         "reference (sdf_reparam)")
 
 VIEWS, TEST_VIEWS, RES = 40, 8, 64
+RADIUS = 3.3          # camera distance: the robot fills most of each view
 TURNTABLE = {"frames": 24, "res": 128, "spp": 16}
 
 
@@ -39,7 +40,7 @@ def _dataset(out: str) -> str:
     data_dir = os.path.join(out, "dataset")
     bar = tqdm(total=VIEWS + TEST_VIEWS, desc="demo: dataset", unit="view", disable=None)
     render_dataset(load_scene(scenes.path("nerf_object.xml")), data_dir, VIEWS, RES, TEST_VIEWS, spp=64,
-                   rig="sphere", seed=0, progress=lambda *a: bar.update(1))
+                   rig="sphere", seed=0, radius=RADIUS, progress=lambda *a: bar.update(1))
     bar.close()
     return data_dir
 
@@ -70,7 +71,7 @@ def _sdf(out: str, quick: bool) -> dict:
     from .. import scenes
     from ..optimize.config import load_config
     from ..optimize.loop import run_optimization
-    overrides = ["optimize.steps=20"] if quick else []
+    overrides = ["optimize.steps=20", "upsample.at_steps=[10]"] if quick else []
     config = load_config(scenes.path("configs/sdf_mesh.toml"), overrides)
     return run_optimization(config, os.path.join(out, "sdf"))
 
