@@ -163,8 +163,10 @@ def dataset_background(config) -> list:
     return [1.0, 1.0, 1.0] if has_alpha(ref.dataset) else [0.0, 0.0, 0.0]
 
 
-def _load_splits(config, background):
+def _load_splits(config):
+    """(train, test, sRGB background) of the config's dataset."""
     ref = config.references
+    background = dataset_background(config)
     kwargs = dict(res=ref.res or None, background=background, max_views=ref.max_views or None)
     train = load_dataset(ref.dataset, "train", **kwargs)
     test_file = os.path.join(ref.dataset, "transforms_test.json")
@@ -173,7 +175,7 @@ def _load_splits(config, background):
     if "references.background" in getattr(config, "given", ()) and train.alphas is None:
         raise UserError("config references.background has no effect: the dataset's images have no alpha "
                         "(remove the key)")
-    return train, test
+    return train, test, background
 
 
 def check_scene_background(scene, background, path: str) -> None:
@@ -210,9 +212,8 @@ def setup_problem(config: dict) -> Problem:
         scene = load_scene(config.scene.file, defines_text(config.scene.defines))
     else:
         from .volume_scene import build_volume_scene
-        background = dataset_background(config)
-        train, test = _load_splits(config, background)
-        scene, _ = build_volume_scene(config, train, background)
+        train, test, background = _load_splits(config)
+        scene = build_volume_scene(config, train, background)
     if config.scene.neural:
         from ..volume.neural import DEFAULTS, attach_neural_fields
         _check_options("scene.neural", config.scene.neural, DEFAULTS)
@@ -228,8 +229,7 @@ def setup_problem(config: dict) -> Problem:
         raise UserError(f"config optimize.params: {exc}") from None
     check_parameter_settings(config, params, keys)
     if ref.dataset and train is None:
-        background = dataset_background(config)
-        train, test = _load_splits(config, background)
+        train, test, background = _load_splits(config)
         if train.alphas is not None:
             check_scene_background(scene, background, config.scene.file)
     elif not ref.dataset:

@@ -106,8 +106,8 @@ def initial_grids(v) -> tuple[np.ndarray, np.ndarray]:
     return density, radiance
 
 
-def build_volume_scene(config, train: Split, background_srgb) -> tuple[object, np.ndarray]:
-    """(scene, box as [lo, hi]) of the volume scene for ``train``'s cameras; its own
+def build_volume_scene(config, train: Split, background_srgb):
+    """The volume scene for ``train``'s cameras; its own
     sensor is the first training view (horizontal FOV, Mitsuba's default ``fov_axis``)."""
     from ..volume.scene import load_volume_scene
     v = config.volume
@@ -124,4 +124,4 @@ def build_volume_scene(config, train: Split, background_srgb) -> tuple[object, n
                               resolution=(w, h), camera="perspective", origin=c2w[:3, 3],
                               target=c2w[:3, 3] + c2w[:3, 2], up=c2w[:3, 1], fov=train.fov_x_deg,
                               background=srgb_to_linear(background_srgb).tolist())
-    return scene, np.stack([lo, hi])
+    return scene
