@@ -17,6 +17,8 @@ def rvs_colour(y_f, radiance, samples: int, behind=None):
     positions (size N·m', block per ray); ``behind``: channels of the radiance
     arriving from behind the volume (size N) or None. Returns channels (size N).
     """
+    radiance = list(radiance)
+    dr.eval(radiance)           # one kernel for all channels (each block sum evaluates its input)
     out = []
     for j, c in enumerate(radiance):
         mean = dr.block_sum(c, samples) * (1.0 / samples)
@@ -47,9 +49,11 @@ def alpha_weights(sigma, delta, m: int):
 
 def quadrature_colour(weights, transmittance, radiance, m: int, behind=None):
     """Ĉ = Σ_k w_k c_k + T_end·C_behind for channels ``radiance`` at the m points (flat N·m)."""
+    weighted = [weights * c for c in radiance]
+    dr.eval(weighted)           # one kernel for all channels (each block sum evaluates its input)
     out = []
-    for j, c in enumerate(radiance):
-        value = dr.block_sum(weights * c, m)
+    for j, c in enumerate(weighted):
+        value = dr.block_sum(c, m)
         if behind is not None:
             value = dr.fma(transmittance, behind[j], value)
         out.append(value)

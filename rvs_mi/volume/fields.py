@@ -26,6 +26,8 @@ import mitsuba as mi
 from ..errors import UserError
 from .placement import Placement, read_placement
 from .spline import SIGMA_MAX
+from .trilinear import WRAPS as DIRECT_WRAPS
+from .trilinear import trilinear
 
 ACTIVATIONS = ("none", "relu", "softplus", "exp")
 RADIANCE_ACTIVATIONS = ("none", "relu", "clamp", "sigmoid")
@@ -116,6 +118,7 @@ class GridField:
         self.to_local = mi.Transform4f(placement.transform)
         self.data = mi.TensorXf(data)
         self.tex = None
+        self._built_from = None
         self.refresh()
 
     @classmethod
@@ -144,14 +147,21 @@ class GridField:
     def _identity(self):
         return (self.data.array.index, self.data.array.index_ad, tuple(self.data.shape))
 
+    @property
+    def direct(self) -> bool:
+        """Trilinear with clamp/repeat wrapping: evaluated by :func:`.trilinear.trilinear` on
+        ``data`` itself (no texture copy); other modes go through a ``mi.Texture3f``."""
+        return self.placement.filter_type == "trilinear" and self.placement.wrap_mode in DIRECT_WRAPS
+
     def refresh(self):
-        """(Re)build the texture after ``data`` changed (any resolution); no-op if unchanged."""
-        if self.tex is not None and self._identity() == self._built_from:
+        """Check ``data`` after it changed (any resolution), and rebuild the texture of a
+        field that needs one; no-op if unchanged."""
+        if self._built_from == self._identity():
             return
         self.check()
         # A new texture each time: it holds exactly the tensor that carries the
         # AD graph of the current parameters, whatever its shape.
-        self.tex = self.placement.texture(self.data)
+        self.tex = None if self.direct else self.placement.texture(self.data)
         self._built_from = self._identity()
 
     @property
@@ -159,7 +169,10 @@ class GridField:
         return int(self.data.shape[3])
 
     def eval(self, p, active=True):
-        return self.tex.eval(self.to_local @ p, active)
+        u = self.to_local @ p
+        if self.tex is None:
+            return trilinear(self.data, u, self.placement.wrap_mode, active)
+        return self.tex.eval(u, active)
 
     def interval(self, ray):
         """(hit, t0, t1) of the ray with the grid's box (t0 may be negative)."""
