@@ -4,7 +4,7 @@ Scene: ``scenes/nerf_object.xml`` (a textured toy robot in [-1, 1]³), rendered 
 path tracer as a NeRF-synthetic RGBA dataset (default 40 training + 8 test views at 64², 64 spp,
 cameras on a sphere at distance 3.3, transparent background) or reused with ``--data``.
 Every method fits density + degree-2 SH radiance grids in the same world-space box (``--box``)
-with the same coarse-to-fine schedule (16³ → 32³ → 64³ at equal thirds of ``--steps``), one
+with the same coarse-to-fine schedule (16³ → 32³ → 64³ at equal thirds of its steps), one
 training view per step at 1 spp, images composited over white; one process, run one after
 another:
 
@@ -25,6 +25,7 @@ leftovers and the libraries), included in the peak.
 
     .venv/bin/python benchmarks/bench_nerf.py --data /tmp/nerf_obj64             # ≈ 3 min on 2 cores
     .venv/bin/python benchmarks/bench_nerf.py --data /tmp/nerf_obj64 --steps 900 # ≈ 8 min
+    .venv/bin/python benchmarks/bench_nerf.py --data /tmp/nerf_obj64 --steps 900 --steps-of rvs=600
 
 The first call renders the dataset into ``--data`` (a few seconds); later calls reuse it.
 """
@@ -87,9 +88,18 @@ def make_dataset(args) -> str:
     return folder
 
 
-def schedule(args) -> list:
-    """Steps before which the grids double: ``--stages`` equal parts of ``--steps``."""
-    return [args.steps * k // args.stages for k in range(1, args.stages)]
+def steps_of(args, method: str) -> int:
+    """Training steps of ``method``: its ``--steps-of METHOD=N``, else ``--steps``."""
+    for item in args.steps_of or []:
+        name, _, n = item.partition("=")
+        if name == method:
+            return int(n)
+    return args.steps
+
+
+def schedule(args, steps: int) -> list:
+    """Steps before which the grids double: ``--stages`` equal parts of ``steps``."""
+    return [steps * k // args.stages for k in range(1, args.stages)]
 
 
 def equal_grid_step(times: list, first: int) -> float:
@@ -107,8 +117,9 @@ def run_tutorial(folder: str, args) -> dict:
     white = (1.0, 1.0, 1.0)
     train = load_dataset(folder, "train", background=white, spp=1)
     test = load_dataset(folder, "test", background=white, spp=args.eval_spp)
+    steps = steps_of(args, "tutorial")
     cpu0 = time.process_time()
-    scene, times = tutorial_rf.train(train, args.box, steps=args.steps, upsample_at=schedule(args),
+    scene, times = tutorial_rf.train(train, args.box, steps=steps, upsample_at=schedule(args, steps),
                                      lr=args.tutorial_lr, res=16, background=white, seed=args.seed,
                                      log=lambda s: print("  " + s, file=sys.stderr, flush=True))
     cpu = time.process_time() - cpu0
@@ -116,15 +127,16 @@ def run_tutorial(folder: str, args) -> dict:
     score = {name: float(np.mean([fn(img, ref) for img, ref in zip(images, test.images)]))
              for name, fn in (("psnr", metrics.psnr), ("ssim", metrics.ssim), ("psnr_linear", metrics.psnr_linear))}
     walls = [t for t, _ in times]
-    return {**score, "step_s": sum(walls) / len(walls), "cpu_s": cpu,
-            "equal_step_s": equal_grid_step(walls, schedule(args)[-1] if args.stages > 1 else 0)}
+    return {**score, "steps": steps, "step_s": sum(walls) / len(walls), "cpu_s": cpu,
+            "equal_step_s": equal_grid_step(walls, schedule(args, steps)[-1] if args.stages > 1 else 0)}
 
 
 def run_ours(method: str, folder: str, args) -> dict:
     from rvs_mi.optimize import load_config, run_optimization
     out = os.path.join(args.out, method)
-    overrides = [f'references.dataset="{os.path.abspath(folder)}"', f"optimize.steps={args.steps}",
-                 f"optimize.seed={args.seed}", f"upsample.at_steps={schedule(args)}",
+    steps = steps_of(args, method)
+    overrides = [f'references.dataset="{os.path.abspath(folder)}"', f"optimize.steps={steps}",
+                 f"optimize.seed={args.seed}", f"upsample.at_steps={schedule(args, steps)}",
                  f"volume.bounds={list(args.box)}", f"output.eval_spp={args.eval_spp}",
                  "output.checkpoint_every=0"] + list(args.set or [])
     config = load_config(os.path.join(HERE, "configs", f"nerf_{method}.toml"), overrides)
@@ -134,20 +146,21 @@ def run_ours(method: str, folder: str, args) -> dict:
     walls = [b - a for a, b in zip([0.0] + elapsed[:-1], elapsed)]
     timing = summary.get("timing", {}).get("steps", {})
     return {"psnr": summary["psnr_final"], "ssim": summary["ssim_final"], "psnr_linear": summary["psnr_linear_final"],
-            "step_s": summary["time_s"] / max(summary["steps"], 1), "cpu_s": timing.get("cpu_s", float("nan")),
-            "equal_step_s": equal_grid_step(walls, schedule(args)[-1] if args.stages > 1 else 0), "out": out}
+            "steps": steps, "step_s": summary["time_s"] / max(summary["steps"], 1),
+            "cpu_s": timing.get("cpu_s", float("nan")),
+            "equal_step_s": equal_grid_step(walls, schedule(args, steps)[-1] if args.stages > 1 else 0), "out": out}
 
 
 def print_table(results: list, args, folder: str) -> None:
     final = 16 * 2 ** (args.stages - 1)
-    print(f"\nscenes/nerf_object.xml, dataset {folder}: {args.steps} steps, grids 16^3 -> {final}^3 before steps "
-          f"{schedule(args)}, box {list(args.box)}, 1 view per step at 1 spp; held-out views rendered at "
-          f"{args.eval_spp} spp; LLVM, {os.cpu_count()} CPU threads")
-    print(f"| method | PSNR sRGB (dB) | SSIM sRGB | PSNR linear (dB) | s/step | s/step @{final}^3 | CPU s "
+    print(f"\nscenes/nerf_object.xml, dataset {folder}: grids 16^3 -> {final}^3, doubling at equal fractions of "
+          f"each method's steps ({schedule(args, args.steps)} for {args.steps}), box {list(args.box)}, 1 view per "
+          f"step at 1 spp; held-out views rendered at {args.eval_spp} spp; LLVM, {os.cpu_count()} CPU threads")
+    print(f"| method | steps | PSNR sRGB (dB) | SSIM sRGB | PSNR linear (dB) | s/step | s/step @{final}^3 | CPU s "
           "| peak RSS (MB) | RSS at start (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['name']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['psnr_linear']:.2f} | {r['step_s']:.3f} | "
+        print(f"| {r['name']} | {r['steps']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['psnr_linear']:.2f} | {r['step_s']:.3f} | "
               f"{r['equal_step_s']:.3f} | {r['cpu_s']:.0f} | {r['rss_mb']:.0f} | {r['rss_start_mb']:.0f} |")
 
 
@@ -160,6 +173,8 @@ def parse(argv):
     ap.add_argument("--spp", type=int, default=64, help="path-tracer spp of a rendered dataset")
     ap.add_argument("--radius", type=float, default=3.3, help="camera distance of a rendered dataset")
     ap.add_argument("--steps", type=int, default=300, help="training steps of every method")
+    ap.add_argument("--steps-of", action="append", metavar="METHOD=N",
+                    help="training steps of one method (e.g. rvs=600; repeatable): equal-CPU-time comparisons")
     ap.add_argument("--stages", type=int, default=3, help="grid resolutions 16^3 x 2^k, k < stages")
     ap.add_argument("--box", type=float, nargs=6, default=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0],
                     metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"), help="world-space box of the grids")

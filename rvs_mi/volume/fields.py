@@ -4,10 +4,11 @@ A ``gridvolume`` child is taken over as a :class:`GridField`: its tensor becomes
 the integrator's differentiable parameter ``<integrator id>.<name>.data`` (so it
 can be replaced, also by a grid of another resolution, through
 ``params.update()``; Mitsuba's own gridvolume refuses updates to other than 1, 3
-or 6 channels) and is evaluated by a ``mi.Texture3f`` with the child's
-``to_world``, ``filter_type`` and ``wrap_mode`` (read back by
-:mod:`.placement`) and ``use_accel=False``, so values equal the gridvolume's
-own and gradients are exact. Grid values must be finite with |v| ≤ MAX_VALUE
+or 6 channels) and is evaluated with the child's ``to_world``, ``filter_type``
+and ``wrap_mode`` (read back by :mod:`.placement`): trilinear grids with
+``clamp`` or ``repeat`` wrapping by :func:`.trilinear.trilinear` (gathers from
+the tensor itself), others by a ``mi.Texture3f`` with ``use_accel=False``; so
+values equal the gridvolume's own and gradients are exact. Grid values must be finite with |v| ≤ MAX_VALUE
 (larger ones overflow float32 in sums and squared losses). Any other volume plugin is
 wrapped as a :class:`VolumeField` and evaluated through ``Volume.eval*``; its
 own parameters appear under ``<integrator id>.<name>.…``.
