@@ -13,6 +13,7 @@ from __future__ import annotations
 import drjit as dr
 import mitsuba as mi
 
+from rvs_mi import passes
 from rvs_mi.errors import UserError
 from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
 from rvs_mi.sdf.grid import GridSDF
@@ -76,6 +77,7 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         refuse_properties(props, BASE_INTEGRATOR_PROPERTIES, "has no effect on this integrator")
         super().__init__(props)
         self.options = SDFOptions.from_properties(props, warp=type(self).warp)
+        self.pass_rays = passes.read_pass_rays(props)
         self.source = _source(props)      # replaced by rvs_mi.sdf.neural.attach_neural_sdf
         self.albedo = _albedo(props)
 
@@ -88,35 +90,53 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         self.source.parameters_changed()
 
     # --------------------------------------------------------------- rendering
+    # Images of more than pass_rays samples render in passes of whole rows (rvs_mi.passes).
     def render(self, scene, sensor=0, seed=0, spp=0, develop=True, evaluate=True):
         with dr.suspend_grad():
-            return self._render(scene, sensor, seed, spp, primal=True)
+            return self._image(scene, sensor, seed, spp, dr.ADMode.Primal)
 
     def render_forward(self, scene, params, sensor=0, seed=0, spp=0):
-        with dr.resume_grad():
-            image = self._render(scene, sensor, seed, spp, primal=False)
-            dr.forward_to(image, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
-            return dr.grad(image)
+        return self._image(scene, sensor, seed, spp, dr.ADMode.Forward)
 
     def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0):
-        with dr.resume_grad():
-            image = self._render(scene, sensor, seed, spp, primal=False)
-            dr.set_grad(image, grad_in)
-            dr.enqueue(dr.ADMode.Backward, image)
-            dr.traverse(dr.ADMode.Backward)
+        self._image(scene, sensor, seed, spp, dr.ADMode.Backward, grad_in)
         dr.eval()
+
+    def _image(self, scene, sensor, seed, spp, mode, grad_in=None):
+        if isinstance(sensor, int):
+            sensor = scene.sensors()[sensor]
+        spp = spp or sensor.sampler().sample_count()
+        film = sensor.film()
+        width, height = (int(v) for v in film.crop_size())
+        primal = mode == dr.ADMode.Primal
+        if not passes.one_pass(passes.plan(width, height, spp, self.pass_rays), spp):
+            return passes.pixel_passes(
+                lambda pixels, sampler, samples: self._render(scene, sensor, seed, samples, primal, pixels, sampler),
+                sensor, spp, self.pass_rays, seed, mode, grad_in)
+        with dr.resume_grad(when=not primal):
+            image = self._render(scene, sensor, seed, spp, primal)
+            if mode == dr.ADMode.Forward:
+                dr.forward_to(image, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+                return dr.grad(image)
+            if mode == dr.ADMode.Backward:
+                dr.set_grad(image, grad_in)
+                dr.enqueue(dr.ADMode.Backward, image)
+                dr.traverse(dr.ADMode.Backward)
+        return image
 
     def render_pixels(self, scene, sensor, pixels, seed=0, spp=0):
         """Pixels ``pixels`` (mi.UInt32, row-major film indices) as an (N, C) tensor
         carrying the AD graph of the warped estimator (``rvs_mi.sampling``'s sparse path)."""
         return self._render(scene, sensor, seed, spp, primal=False, pixels=pixels)
 
-    def _render(self, scene, sensor, seed, spp, primal, pixels=None):
+    def _render(self, scene, sensor, seed, spp, primal, pixels=None, sampler=None):
+        """The image, or with ``pixels`` their (N, C) values; ``sampler``: one already seeded
+        for ``spp`` samples of each listed pixel (a pass of rvs_mi.passes)."""
         if isinstance(sensor, int):
             sensor = scene.sensors()[sensor]
-        if pixels is None:
+        if sampler is None and pixels is None:
             sampler, spp = self.prepare(sensor, seed, spp, [])
-        else:
+        elif sampler is None:
             # one wavefront of spp samples per listed pixel
             spp = spp or sensor.sampler().sample_count()
             sampler = sensor.sampler().fork()

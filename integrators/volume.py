@@ -18,6 +18,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import ADIntegrator
 
 from rvs_mi.errors import UserError  # noqa: F401  (plugins raise it)
+from rvs_mi import passes
 from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
 from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
                                       quadrature_colour, rvs_colour)
@@ -44,7 +45,8 @@ class VolumeIntegrator(ADIntegrator):
 
     Parameters: ``density_activation`` (none|relu|softplus|exp),
     ``radiance_activation`` (none|relu|clamp|sigmoid, applied to the RGB after
-    the SH evaluation), ``jitter`` (bool); children ``<volume name="density">`` (1 channel, its box is the
+    the SH evaluation), ``jitter`` (bool), ``pass_rays`` (most samples rendered at
+    once, :mod:`rvs_mi.passes`; 0: one pass); children ``<volume name="density">`` (1 channel, its box is the
     volume's box) and ``<volume name="radiance">`` (3, 12 or 27 channels).
     """
 
@@ -55,6 +57,7 @@ class VolumeIntegrator(ADIntegrator):
         self.radiance_activation = check_activation(prop(props, "radiance_activation", str, "none"),
                                                     "radiance")
         self.jitter = prop(props, "jitter", bool, True)
+        self.pass_rays = passes.read_pass_rays(props)
         self.density = make_field("density", props.get("density", None), (1,))
         self.radiance = make_field("radiance", props.get("radiance", None), (3, 12, 27))
 
@@ -73,11 +76,19 @@ class VolumeIntegrator(ADIntegrator):
     def aov_names(self):
         return []
 
+    # -- rendering in passes of at most pass_rays samples (rvs_mi.passes) -------
+    def render(self, scene, sensor=0, seed=0, spp=0, develop=True, evaluate=True):
+        return passes.render(self, super().render, scene, sensor, seed, spp, develop, evaluate)
+
+    def render_forward(self, scene, params, sensor=0, seed=0, spp=0):
+        return passes.render_forward(self, super().render_forward, scene, params, sensor, seed, spp)
+
     def render_backward(self, scene, params, grad_in, sensor=0, seed=0, spp=0):
         # Atomic scatter-adds in the reverse pass (see no_expand_scatter: Dr.Jit's
         # Expand mode made these gradients nondeterministic on LLVM).
         with no_expand_scatter():
-            return super().render_backward(scene, params, grad_in, sensor, seed, spp)
+            return passes.render_backward(self, super().render_backward, scene, params, grad_in, sensor,
+                                          seed, spp)
 
     # -- helpers ---------------------------------------------------------------
     def interval(self, scene, ray, active):
@@ -152,7 +163,7 @@ class VolumeIntegrator(ADIntegrator):
     def properties(self) -> dict:
         """The XML properties this integrator honours, with their values (for exports)."""
         return {"density_activation": self.activation, "radiance_activation": self.radiance_activation,
-                "jitter": self.jitter}
+                "jitter": self.jitter, "pass_rays": self.pass_rays}
 
     @staticmethod
     def spectrum(channels, active):

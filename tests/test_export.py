@@ -66,7 +66,8 @@ def test_export_xml_is_typed_and_takes_res_and_spp(exported):
     typed = {e.get("name"): (e.tag, e.get("value")) for e in integ if e.tag != "volume"}
     assert typed == {"density_activation": ("string", "relu"), "radiance_activation": ("string", "sigmoid"),
                      "jitter": ("boolean", "true"), "knots": ("integer", "12"),
-                     "samples": ("integer", "4"), "stratified": ("boolean", "true")}
+                     "samples": ("integer", "4"), "stratified": ("boolean", "true"),
+                     "pass_rays": ("integer", "262144")}
     vol = integ.find("volume[@name='density']")
     assert vol.find("string[@name='filename']").get("value") == "density.vol"
     assert vol.find("boolean[@name='use_grid_bbox']").get("value") == "false"
