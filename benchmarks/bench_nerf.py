@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from common import write_json
+from common import variant, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     sys.path.insert(0, HERE)
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     folder = make_dataset(args)
     results = []
     for name in args.methods:

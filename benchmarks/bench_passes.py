@@ -6,7 +6,8 @@ Each case runs in a fresh process (so its peak resident memory, ``VmHWM``, is it
 (``mi.render``) or as a gradient (``mi.render`` with the density grid / the sphere
 radius attached, then ``dr.backward`` of the image mean: forward primal + reverse pass),
 with the default ``pass_rays`` (2^18) and with ``pass_rays = 0`` (one pass). Columns:
-peak RSS in MB, wall seconds of the second of two identical renders (the first compiles the
+peak RSS in MB (of the whole process, kernel compilation included), Dr.Jit's allocation
+peak over the timed render (device memory on CUDA), wall seconds of the second of two identical renders (the first compiles the
 kernels), passes. One-pass cases above ``--max-one-pass`` samples are skipped (their
 memory grows past the machine's).
 
@@ -21,6 +22,8 @@ import os
 import subprocess
 import sys
 import time
+
+from common import variant
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
@@ -37,7 +40,7 @@ def run_case(integrator: str, res: int, spp: int, mode: str, pass_rays: int) -> 
     from rvs_mi import scenes
     from rvs_mi.passes import plan
     from rvs_mi.scene import load_scene
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     path, key = SCENES[integrator]
 
     def load(r):
@@ -57,6 +60,8 @@ def run_case(integrator: str, res: int, spp: int, mode: str, pass_rays: int) -> 
 
     scene = load(res)
     once(scene)                      # compiles this size's kernels
+    dr.flush_malloc_cache()
+    dr.detail.malloc_clear_statistics()
     dr.sync_thread()
     t0 = time.perf_counter()
     once(scene)
@@ -64,8 +69,9 @@ def run_case(integrator: str, res: int, spp: int, mode: str, pass_rays: int) -> 
     wall = time.perf_counter() - t0
     with open("/proc/self/status") as f:
         peak = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")) / 1024
+    jit_peak = dr.detail.malloc_watermark(dr.backend_v(mi.Float)) / 2 ** 20
     bands = plan(res, res, spp, pass_rays)
-    return {"peak_rss_mb": peak, "wall_s": wall,
+    return {"peak_rss_mb": peak, "jit_peak_mb": jit_peak, "wall_s": wall,
             "passes": sum(spp // b[2] for b in bands)}
 
 
@@ -103,8 +109,9 @@ def main(argv=None) -> int:
         return 0
     from rvs_mi.passes import DEFAULT_PASS_RAYS
     rows = []
-    print(f"| integrator | mode | res | spp | samples | passes | peak RSS (MB), passes | one pass | "
-          f"time (s), passes | one pass |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| integrator | mode | res | spp | samples | passes | peak RSS (MB), passes | one pass | "
+          "Dr.Jit peak (MB), passes | one pass | time (s), passes | one pass |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for integrator, res, spp, mode in cases(args.quick):
         split = measure(integrator, res, spp, mode, DEFAULT_PASS_RAYS)
         whole = (measure(integrator, res, spp, mode, 0) if res * res * spp <= args.max_one_pass
@@ -116,6 +123,7 @@ def main(argv=None) -> int:
             return fmt.format(r[k]) if k in r else r.get("error", "?")
         print(f"| {integrator} | {mode} | {res}² | {spp} | {res * res * spp} | {split.get('passes', '?')} | "
               f"{cell(split, 'peak_rss_mb', '{:.0f}')} | {cell(whole, 'peak_rss_mb', '{:.0f}')} | "
+              f"{cell(split, 'jit_peak_mb', '{:.0f}')} | {cell(whole, 'jit_peak_mb', '{:.0f}')} | "
               f"{cell(split, 'wall_s', '{:.2f}')} | {cell(whole, 'wall_s', '{:.2f}')} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from common import write_json
+from common import variant, write_json
 
 
 def _fields(grid: int, seed: int = 0):
@@ -77,7 +77,7 @@ def reference(args, path: str) -> None:
     import mitsuba as mi
     import numpy as np
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     d = _scene_dict("volquad", {"knots": args.ref_knots}, args)
     sensor_dict = dict(d["sensor"])
     scene = mi.load_dict(d)
@@ -103,7 +103,7 @@ def worker(config: str, args) -> dict:
     import numpy as np
     import rvs_mi
 
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     name, options = _options(config, args.knots)
     scene = mi.load_dict(_scene_dict(name, options, args))
     integrator = scene.integrator()

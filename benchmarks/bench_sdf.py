@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from common import write_json
+from common import variant, write_json
 
 CONFIGS = [("sdf_naive", 8), ("sdf_reparam", 0), ("sdf_reparam", 8)]
 SCENES = ("torus", "grid64")
@@ -75,7 +75,7 @@ def worker(args) -> dict:
     import drjit as dr
     import mitsuba as mi
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     scene = build_scene(args.scene, args.integrator, args.top_k, args.res, args.max_steps, args.albedo)
     params = mi.traverse(scene)
     keys = [k for k in params.keys() if k.startswith("integrator.sdf")]
@@ -111,7 +111,7 @@ def active_fraction(res, max_steps, top_k) -> dict:
     import drjit as dr
     import mitsuba as mi
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     from rvs_mi.sdf.bundle import RayBundle
     from rvs_mi.sdf.camera import Projection
     from rvs_mi.sdf.trace import sphere_trace
@@ -158,7 +158,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         import rvs_mi
-        rvs_mi.init("llvm_ad_rgb")
+        rvs_mi.init(variant())
         from rvs_mi.figures.noise import write_noise_albedo
         alb = write_noise_albedo(os.path.join(tmp, "albedo.vol"))
         # the cheap configurations of every scene first: top_k = 0 compiles a kernel

@@ -17,6 +17,7 @@ process's peak RSS, which includes rendering the references).
 
     .venv/bin/python benchmarks/bench_tab12.py                 # ≈ 4 min on 2 cores
     .venv/bin/python benchmarks/bench_tab12.py --steps 600 --res 128 --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_tab12.py --neural --steps 100 --res 64      # ≈ 15 min
 
 ``--set section.key=value`` passes more overrides to every run (as
 ``rvs-mi optimize --set``), e.g. ``--set sampler.name=\"adaptive\"``.
@@ -32,10 +33,18 @@ import sys
 import tempfile
 import time
 
-from common import write_json
+from common import variant, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "scenes", "configs", "volume_rvs.toml")
+
+
+#: ``--neural``: the fields become a hash grid + MLP (``rvs_mi.volume.attach_neural_fields``, radiance
+#: head 2 × 32 hidden units), trained with Adam at lr 0.01 without grid upsampling, clamping or TV.
+NEURAL = ["scene.neural={hidden=32}",
+          'optimize.params=["volume.density.weights", "volume.density.encoding", "volume.radiance.weights"]',
+          "optimize.clamp={}", "upsample.initial_resolution=0", "upsample.at_steps=[]", "regularizers.tv=0.0",
+          "optimize.lr=0.01"]
 
 
 def estimators(args):
@@ -85,7 +94,7 @@ def worker(name: str, seed: int, args) -> dict:
     import rvs_mi
     from rvs_mi.optimize.loop import run_optimization
 
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     defines = {**estimators(args)[name], "activation": "softplus"}
     scene_file = _scene_file(defines["integrator"])
     if defines["integrator"] == "volquad":
@@ -138,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-spp", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--set", action="append", help="more config overrides section.key=value")
+    ap.add_argument("--neural", action="store_true", help="hash grid + MLP fields instead of grids (NEURAL)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false",
                     help="skip the short runs that compile every kernel before the measured ones")
     ap.add_argument("--json", help="also write the results here")
@@ -151,7 +161,7 @@ def main(argv=None) -> int:
 
     common = [f"--steps={args.steps}", f"--res={args.res}", f"--rvs-knots={args.rvs_knots}",
               f"--quad-knots={args.quad_knots}", f"--sampler={args.sampler}", f"--eval-spp={args.eval_spp}"]
-    for s in args.set or []:
+    for s in (NEURAL if args.neural else []) + (args.set or []):
         common.append(f"--set={s}")
     results = []
     if args.warmup:     # compile every kernel once (Dr.Jit's on-disk cache) so that no run pays for it
@@ -178,8 +188,9 @@ def main(argv=None) -> int:
     ref = [r for r in results if r["name"] == "volquad 128"]
     ref_step = np.mean([r["step_s"] for r in ref])
     ref_cpu = np.mean([r["step_cpu_s"] for r in ref])
-    print(f"\nVolume reconstruction of scenes/blocks.xml (volume_rvs.toml: density + RGB grids 16^3 -> 32^3 at step "
-          f"{args.steps // 2}), {args.res}x{args.res} views, {args.steps} steps, sampler {args.sampler}, "
+    fields = ("hash grid + MLP fields (--neural)" if args.neural
+              else f"density + RGB grids 16^3 -> 32^3 at step {args.steps // 2}")
+    print(f"\nVolume reconstruction of scenes/blocks.xml (volume_rvs.toml: {fields}), {args.res}x{args.res} views, {args.steps} steps, sampler {args.sampler}, "
           f"seeds {args.seeds}; rvs with {args.rvs_knots} density knots; LLVM, {os.cpu_count()} CPU threads; "
           f"held-out: 4 test views at {args.eval_spp} spp")
     print("| estimator | held-out PSNR (dB) | held-out SSIM | step (s) | step vs volquad | step CPU (s) | CPU vs volquad "

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from common import variant
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -26,7 +28,7 @@ def main():
     ap.add_argument("--eikonal", type=float, default=0.1)
     a = ap.parse_args()
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     import drjit as dr
     import mitsuba as mi
     from rvs_mi import scenes

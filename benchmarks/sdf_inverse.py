@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from common import variant
+
 TRUE = {"sphere": {"center": [0.12, -0.08, 0.05], "radius": 0.5},
         "torus": {"radius": 0.8, "minor_radius": 0.3}}
 START = {"sphere": {"center": [-0.1, 0.1, -0.1], "radius": 0.38},
@@ -136,7 +138,7 @@ def main():
     import drjit as dr
     import mitsuba as mi
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     from rvs_mi.figures.noise import write_noise_albedo
     os.makedirs(args.output, exist_ok=True)
     results = []

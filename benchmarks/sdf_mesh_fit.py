@@ -34,6 +34,8 @@ import sys
 
 import numpy as np
 
+from common import variant
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "scenes", "configs", "sdf_mesh.toml")
 BLOB_LATTICE = 64      # marching-cubes lattice of the shipped blob (a ≤ 300 KB binary PLY)
@@ -143,7 +145,7 @@ def main(argv=None):
     ap.add_argument("-o", "--output", default="out/sdf_mesh_fit")
     args = ap.parse_args(argv)
     import rvs_mi
-    rvs_mi.init("llvm_ad_rgb")
+    rvs_mi.init(variant())
     if args.write_blob:
         write_blob(args.write_blob)
         return
