@@ -5,10 +5,11 @@ Each case runs in a fresh process (so its peak resident memory, ``VmHWM``, is it
 ``scenes/sdf_sphere_persp.xml`` by ``sdf_reparam``, either as a primal image
 (``mi.render``) or as a gradient (``mi.render`` with the density grid / the sphere
 radius attached, then ``dr.backward`` of the image mean: forward primal + reverse pass),
-with the default ``pass_rays`` (2^18) and with ``pass_rays = 0`` (one pass). Columns:
-peak RSS in MB (of the whole process, kernel compilation included), Dr.Jit's allocation
-peak over the timed render (device memory on CUDA), wall seconds of the second of two identical renders (the first compiles the
-kernels), passes. One-pass cases above ``--max-one-pass`` samples are skipped (their
+with ``pass_rays`` = 2^18 (the volume integrators' default; the SDF integrators' is 2^22) and
+with ``pass_rays = 0`` (one pass). Columns: peak RSS in MB (of the whole process, kernel
+compilation included), Dr.Jit's allocation peak over the timed render (device memory on
+CUDA), wall seconds of the second of two identical renders (the first compiles the kernels),
+passes. One-pass cases above ``--max-one-pass`` samples are skipped (their
 memory grows past the machine's).
 
     .venv/bin/python benchmarks/bench_passes.py                # ≈ 8 min on 2 cores

@@ -77,7 +77,7 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         refuse_properties(props, BASE_INTEGRATOR_PROPERTIES, "has no effect on this integrator")
         super().__init__(props)
         self.options = SDFOptions.from_properties(props, warp=type(self).warp)
-        self.pass_rays = passes.read_pass_rays(props)
+        self.pass_rays = passes.read_pass_rays(props, passes.SDF_PASS_RAYS)
         self.source = _source(props)      # replaced by rvs_mi.sdf.neural.attach_neural_sdf
         self.albedo = _albedo(props)
 

@@ -56,7 +56,9 @@ def test_volume_render_in_passes_is_the_same_estimator(rfilter):
     assert np.abs(c - a).mean() < 1.6 * noise
     assert abs(c.mean() - a.mean()) < 0.5 * noise
     again = np.array(mi.render(split, spp=64, seed=1))
-    assert np.array_equal(c, again)                     # same seed and pass size: same image
+    # same seed and pass size: the same samples (a Gaussian filter's splats into neighbouring
+    # pixels are summed by threads in varying order: equal up to float rounding)
+    assert np.abs(c - again).max() < 1e-5
 
 
 @pytest.mark.parametrize("field", ["density", "radiance"])
