@@ -17,10 +17,12 @@ samples (:func:`plan`). The passes add up:
   takes its share of that block gradient back to the parameters, whose gradients
   accumulate over the passes.
 
-Pass k draws its samples from the sensor's sampler seeded with ``seed`` (k = 0) or
-with a hash of (seed, k), so a render that fits in one pass is unchanged, and a
-render in passes is the same estimator with other random numbers, identical for the
-same seed and pass size. Its AD graph and temporaries are those of one pass.
+Band k draws its samples from a clone of the sensor's sampler seeded with ``seed``
+(k = 0) or with a hash of (seed, k); its passes are the sampler's passes
+(``advance()``), so a stratified sampler stratifies all spp samples of a pixel. A
+render that fits in one pass is unchanged, and a render in passes is the same
+estimator with other random numbers, identical for the same seed and pass size. Its
+AD graph and temporaries are those of one pass.
 """
 from __future__ import annotations
 
