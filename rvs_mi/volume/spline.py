@@ -193,32 +193,7 @@ class Spline:
         """
         ray, _ = block_index(self.Index, self.n, samples)
         sigma_far = dr.gather(self.Float, self.sigma_far, ray)
-        return evaluated_adjoint(self.invert(target_sigma(v, sigma_far), ray, fallback_frac=v)), ray
-
-
-class _EvaluatedAdjoint(dr.CustomOp):
-    """Identity whose reverse pass evaluates the incoming gradient once."""
-
-    def eval(self, x):
-        return type(x)(x)
-
-    def forward(self):
-        self.set_grad_out(self.grad_in("x"))
-
-    def backward(self):
-        grad = self.grad_out()
-        dr.eval(grad)
-        self.set_grad_in("x", grad)
-
-
-def evaluated_adjoint(x):
-    """``x`` itself; in the reverse pass ∂L/∂x is computed in one kernel before it flows on.
-
-    ∂L/∂t of a sampled position is the radiance field's spatial derivative along the
-    ray (eight corner gathers per channel); several reverse-pass kernels (into S, σ at
-    both segment ends and Σ_f) read it, and without this each of them would recompute it.
-    """
-    return dr.custom(_EvaluatedAdjoint, x)
+        return self.invert(target_sigma(v, sigma_far), ray, fallback_frac=v), ray
 
 
 def stratified_uniforms(u, samples: int, stratified: bool = True):
