@@ -22,7 +22,6 @@ from rvs_mi.sdf.render import render_sdf
 from rvs_mi.sdf.shading import Albedo
 from rvs_mi.sdf.sources import AnalyticSDF
 
-
 #: Properties of each analytic ``sdf_shape`` (the others are refused for that shape).
 _SHAPE_PROPERTIES = {"sphere": ("sdf_center", "sdf_radius"),
                      "torus": ("sdf_center", "sdf_radius", "sdf_minor_radius"),
@@ -109,10 +108,11 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         film = sensor.film()
         width, height = (int(v) for v in film.crop_size())
         primal = mode == dr.ADMode.Primal
-        if not passes.one_pass(passes.plan(width, height, spp, self.pass_rays), spp):
+        bands = passes.plan(width, height, spp, self.pass_rays)
+        if not passes.one_pass(bands, spp):
             return passes.pixel_passes(
                 lambda pixels, sampler, samples: self._render(scene, sensor, seed, samples, primal, pixels, sampler),
-                sensor, spp, self.pass_rays, seed, mode, grad_in)
+                sensor, spp, bands, seed, mode, grad_in)
         with dr.resume_grad(when=not primal):
             image = self._render(scene, sensor, seed, spp, primal)
             if mode == dr.ADMode.Forward:

@@ -17,14 +17,29 @@ import drjit as dr
 import mitsuba as mi
 from mitsuba.ad.integrators.common import ADIntegrator
 
-from rvs_mi.errors import UserError  # noqa: F401  (plugins raise it)
 from rvs_mi import passes
+from rvs_mi.errors import UserError  # noqa: F401  (plugins raise it)
 from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
-from rvs_mi.volume.estimators import (alpha_weights, bin_points, quadrature_bins as quantile_bins,
-                                      quadrature_colour, rvs_colour)
-from rvs_mi.volume.fields import activate, activate_radiance, check_activation, make_field, radiance_rgb
-from rvs_mi.volume.spline import (Spline, block_index, knot_positions,
-                                  stratified_uniforms)
+from rvs_mi.volume.estimators import (
+    alpha_weights,
+    bin_points,
+    quadrature_colour,
+    rvs_colour,
+)
+from rvs_mi.volume.estimators import quadrature_bins as quantile_bins
+from rvs_mi.volume.fields import (
+    activate,
+    activate_radiance,
+    check_activation,
+    make_field,
+    radiance_rgb,
+)
+from rvs_mi.volume.spline import (
+    Spline,
+    block_index,
+    knot_positions,
+    stratified_uniforms,
+)
 from rvs_mi.workarounds import no_expand_scatter
 
 

@@ -250,11 +250,11 @@ def render_backward(integrator, single, scene, params, grad_in, sensor=0, seed=0
         dr.eval()
 
 
-def pixel_passes(render_pixels, sensor, spp: int, pass_rays: int, seed, mode, grad_in=None):
+def pixel_passes(render_pixels, sensor, spp: int, bands, seed, mode, grad_in=None):
     """An image rendered in passes by a renderer of pixel lists (box pixel filter, each pixel's
     samples normalized by the pass's sample count), such as the SDF integrators'.
 
-    ``render_pixels(pixels, sampler, samples)`` returns the (N, C) tensor of the listed
+    ``bands``: :func:`plan` of the film's crop size. ``render_pixels(pixels, sampler, samples)`` returns the (N, C) tensor of the listed
     row-major pixels from ``samples`` samples each, attached to the parameters unless ``mode``
     is primal. Returns the H×W×C image (primal), its tangent (forward), or None after taking
     ``grad_in`` back to the parameters (backward). A pass holding ``samples`` of a pixel's
@@ -264,7 +264,7 @@ def pixel_passes(render_pixels, sensor, spp: int, pass_rays: int, seed, mode, gr
     width, height = (int(v) for v in film.crop_size())
     channels = film.base_channels_count()
     image = dr.zeros(mi.Float, height * width * channels)
-    for sampler, row0, rows, samples in _each_pass(sensor, seed, spp, plan(width, height, spp, pass_rays)):
+    for sampler, row0, rows, samples in _each_pass(sensor, seed, spp, bands):
         pixels = dr.arange(mi.UInt32, rows * width) + dr.opaque(mi.UInt32, row0 * width)
         slots = dr.arange(mi.UInt32, rows * width * channels) + dr.opaque(mi.UInt32, row0 * width * channels)
         share = samples / spp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..volume.placement import read_placement
+from ..volume.placement import read_placement, wrap_index
 from .sources import FADE_INNER, GRID_FADE_VOXELS, box_interval
 
 
@@ -18,18 +18,6 @@ def _bspline(a):
     dw = [-0.5 * b * b, 0.5 * (3.0 * a2 - 4.0 * a), 0.5 * (-3.0 * a2 + 2.0 * a + 1.0), 0.5 * a2]
     ddw = [b, 3.0 * a - 2.0, 1.0 - 3.0 * a, a]
     return w, dw, ddw
-
-
-def _wrap(i, r: int, mode: str):
-    """Tap index ``i`` mapped into [0, r) like the gridvolume's ``wrap_mode``."""
-    import drjit as dr
-    if mode == "repeat":
-        return ((i % r) + r) % r
-    if mode == "mirror":                      # …, 1, 0 | 0, 1, …, r−1 | r−1, …
-        period = 2 * r
-        j = ((i % period) + period) % period
-        return dr.select(j < r, j, period - 1 - j)
-    return dr.clip(i, 0, r - 1)
 
 
 def cubic_bspline_eval(data, res, x_local, order=1, wrap="clamp"):
@@ -45,7 +33,7 @@ def cubic_bspline_eval(data, res, x_local, order=1, wrap="clamp"):
     c = [x_local.x * rx - 0.5, x_local.y * ry - 0.5, x_local.z * rz - 0.5]
     i0 = [dr.floor(v) for v in c]
     W = [_bspline(c[k] - i0[k]) for k in range(3)]
-    idx = [[_wrap(mi.Int32(i0[k]) + (j - 1), r, wrap) for j in range(4)]
+    idx = [[wrap_index(mi.Int32(i0[k]) + (j - 1), r, wrap) for j in range(4)]
            for k, r in enumerate((rx, ry, rz))]
     scale = (rx, ry, rz)
     f = dr.zeros(mi.Float, 1)

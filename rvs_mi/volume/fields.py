@@ -8,8 +8,8 @@ or 6 channels) and is evaluated with the child's ``to_world``, ``filter_type``
 and ``wrap_mode`` (read back by :mod:`.placement`): trilinear grids with
 ``clamp`` or ``repeat`` wrapping by :func:`.trilinear.trilinear` (gathers from
 the tensor itself), others by a ``mi.Texture3f`` with ``use_accel=False``; so
-values equal the gridvolume's own and gradients are exact. Grid values must be finite with |v| ≤ MAX_VALUE
-(larger ones overflow float32 in sums and squared losses). Any other volume plugin is
+values equal the gridvolume's own and gradients are exact. Grid values must be
+finite with |v| ≤ MAX_VALUE (larger ones overflow float32 in sums and squared losses). Any other volume plugin is
 wrapped as a :class:`VolumeField` and evaluated through ``Volume.eval*``; its
 own parameters appear under ``<integrator id>.<name>.…``.
 

@@ -40,6 +40,18 @@ FILTERS = {"trilinear": dr.FilterMode.Linear, "nearest": dr.FilterMode.Nearest}
 WRAPS = {"clamp": dr.WrapMode.Clamp, "repeat": dr.WrapMode.Repeat, "mirror": dr.WrapMode.Mirror}
 
 
+def wrap_index(i, n: int, mode: str):
+    """Integer voxel index ``i`` (Dr.Jit Int32) mapped into [0, n) like a gridvolume's
+    ``wrap_mode``: ``clamp``, ``repeat`` or ``mirror`` (…, 1, 0 | 0, 1, …, n−1 | n−1, …)."""
+    if mode == "repeat":
+        return ((i % n) + n) % n
+    if mode == "mirror":
+        period = 2 * n
+        j = ((i % period) + period) % period
+        return dr.select(j < n, j, period - 1 - j)
+    return dr.clip(i, 0, n - 1)
+
+
 @dataclass(frozen=True)
 class Placement:
     """World → [0,1]³ transform and texture modes of a gridvolume."""

@@ -21,15 +21,9 @@ from __future__ import annotations
 import drjit as dr
 import mitsuba as mi
 
+from .placement import wrap_index
+
 WRAPS = ("clamp", "repeat")
-
-
-def _wrap(i, n: int, mode: str):
-    """Integer voxel index ``i`` (Int32) wrapped into [0, n)."""
-    if mode == "clamp":
-        return dr.clip(i, 0, n - 1)
-    r = i % n                                     # C remainder: in (−n, n)
-    return dr.select(r < 0, r + n, r)
 
 
 def trilinear(data, u, wrap: str = "clamp", active=True) -> list:
@@ -42,7 +36,7 @@ def trilinear(data, u, wrap: str = "clamp", active=True) -> list:
         i0 = dr.floor(x)
         f = x - i0
         i0 = mi.Int32(i0)
-        corners.append(((_wrap(i0, n, wrap), 1 - f), (_wrap(i0 + 1, n, wrap), f)))
+        corners.append(((wrap_index(i0, n, wrap), 1 - f), (wrap_index(i0 + 1, n, wrap), f)))
     out = [mi.Float(0)] * C
     for iz, wz in corners[0]:
         for iy, wy in corners[1]:
