@@ -182,16 +182,20 @@ def test_checkpoint_restores_every_optimizer_state(tmp_path, amsgrad):
     assert np.array_equal(run(opt, 4), run(restored, 4))
 
 
-def test_eikonal_needs_a_neural_sdf_and_every_example_config_validates(tmp_path):
+def test_eikonal_needs_a_neural_sdf_and_every_example_config_loads(tmp_path):
     from rvs_mi.errors import UserError
     config = load_config(EXAMPLE, ["optimize.steps=1", "references.res=8", "references.views=1",
                                    "references.test_views=0", "regularizers.eikonal=0.1"])
     with pytest.raises(UserError, match="needs a neural SDF"):
         run_optimization(config, str(tmp_path), progress=False)
+    from rvs_mi.optimize.config_rules import defines_text
     folder = os.path.dirname(EXAMPLE)
     for name in sorted(os.listdir(folder)):
         if name.endswith(".toml"):
-            load_config(os.path.join(folder, name))          # schema, types and paths
+            c = load_config(os.path.join(folder, name))      # schema, types and paths
+            for path, defines in ((c.scene.file, c.scene.defines), (c.references.scene, c.references.defines)):
+                if path:                                     # the scenes load with their defines
+                    load_scene(path, defines_text(defines))
 
 
 def test_adaptive_sampler_with_the_gradient_statistic_fits(tmp_path):
