@@ -75,10 +75,10 @@ def test_metrics_rows_are_appended_and_flushed_each_step(tmp_path, monkeypatch, 
     seen = []
     original = loop.step
 
-    def watching(cfg, problem, opt, sampler, i):
+    def watching(cfg, problem, opt, sampler, i, core):
         with open(tmp_path / "run" / "metrics.csv", "rb") as f:
             seen.append((i, f.read()))
-        return original(cfg, problem, opt, sampler, i)
+        return original(cfg, problem, opt, sampler, i, core)
 
     monkeypatch.setattr(loop, "step", watching)
     run_optimization(config(), str(tmp_path / "run"), progress=False, deterministic=True)
@@ -223,8 +223,8 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_checkpoint(tmp_path, m
     out = str(tmp_path / "run")
     original = loop.step
 
-    def poisoned(cfg, problem, opt, sampler, i):
-        result = original(cfg, problem, opt, sampler, i)
+    def poisoned(cfg, problem, opt, sampler, i, core):
+        result = original(cfg, problem, opt, sampler, i, core)
         if i == 3:
             opt[KEY] = opt[KEY] * float("nan")
         return result

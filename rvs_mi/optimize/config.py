@@ -104,6 +104,8 @@ class OptimizeSection:
     multiscale: int = key(1, "levels of the image pyramid in the loss (1: off; sampler \"full\" only)", min=1)
     clamp: dict = key({}, "value ranges applied after each step: {regex = [lo, hi]}")
     seed: int = key(0, "seed of rendering, view choice and pixel sampling", min=0, max=SEED_MAX)
+    freeze: bool = key(True, "record the Dr.Jit work of a step once (dr.freeze) and replay it in later "
+                             "steps; false traces every step")
     truth: dict = key({}, "true parameter values {key = value} to log parameter error")
 
 

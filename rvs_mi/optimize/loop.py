@@ -21,7 +21,8 @@ from .export import RESULT_DIR, export_result
 from .mesh_reference import geometry, geometry_summary
 from .problem import Problem, resolve_keys, setup_problem  # noqa: F401  (re-exported)
 from .report import METRICS, MetricsLog, evaluate, parameter_error, plot_run
-from .step import grid_keys, one_thread, step
+from .frozen import FrozenCore, blocker
+from .step import grid_keys, make_core, one_thread, step
 
 SUMMARY = "summary.json"
 #: Config keys a ``--resume`` may change: the length of the run and where/how often it writes.
@@ -205,10 +206,13 @@ def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, f
     steps, out_cfg = config.optimize.steps, config.output
     bar = tqdm(range(first, steps), initial=first, total=steps, desc="optimize",
                disable=None if progress else True, dynamic_ncols=True)
+    core = make_core(config, problem, full_batches=sampler is not None and sampler.pixels.raster)
+    if config.optimize.freeze:
+        core = FrozenCore(core, blocker(problem.scene, problem.params, problem.keys, sparse=sampler is not None))
     t_start = time.perf_counter()
     for i in bar:
         with threads():
-            row = step(config, problem, opt, sampler, i)
+            row = step(config, problem, opt, sampler, i, core)
         _check_finite(opt, row, i, ckpt_path)
         pixels += row["pixels"]
         rows.append({"step": i, "loss": row["loss"], "train_psnr_linear": row["train_psnr"], "lr": row["lr"],

@@ -57,23 +57,33 @@ def learning_rate(config: Config, step: int) -> float:
     return opt.lr
 
 
-def regularization(config: Config, problem: Problem, opt, step: int = 0):
-    """Σ weights × (eikonal term of a neural SDF, TV and Laplacian of the 3-D grids)."""
+def regularization(config: Config, scene, keys, opt, eikonal_points=None):
+    """Σ weights × (eikonal term of a neural SDF at ``eikonal_points``, TV and Laplacian of the
+    3-D grids)."""
     reg = config.regularizers
     total = 0.0
     if reg.eikonal > 0:
-        from ..sdf.neural import NeuralSDF, eikonal_loss
-        source = getattr(problem.scene.integrator(), "source", None)
-        if not isinstance(source, NeuralSDF):
-            raise UserError("regularizers.eikonal needs a neural SDF ([scene] neural_sdf = {...})")
-        seed = (config.optimize.seed * 1000003 + step) & 0x7FFFFFFF
-        total = total + reg.eikonal * eikonal_loss(source, reg.eikonal_points, seed)
-    for key in grid_keys(problem, reg.params):
+        from ..sdf.neural import eikonal_at
+        total = total + reg.eikonal * eikonal_at(scene.integrator().source, eikonal_points)
+    for key in keys:
         if reg.tv > 0:
             total = total + reg.tv * total_variation(opt[key])
         if reg.laplacian > 0:
             total = total + reg.laplacian * laplacian(opt[key])
     return total
+
+
+def _eikonal_points(config: Config, problem: Problem, step: int):
+    """The step's eikonal points (uniform in the neural SDF's bounding sphere), or None."""
+    reg = config.regularizers
+    if reg.eikonal <= 0:
+        return None
+    from ..sdf.neural import NeuralSDF, sample_ball
+    source = getattr(problem.scene.integrator(), "source", None)
+    if not isinstance(source, NeuralSDF):
+        raise UserError("regularizers.eikonal needs a neural SDF ([scene] neural_sdf = {...})")
+    seed = (config.optimize.seed * 1000003 + step) & 0x7FFFFFFF
+    return sample_ball(reg.eikonal_points, seed, source.center_list, source.bound)
 
 
 def _voxel_size(problem: Problem, shape) -> tuple:
@@ -98,63 +108,102 @@ def _upsample(config: Config, problem: Problem, opt) -> None:
 
 
 def _set_learning_rates(config: Config, problem: Problem, opt, lr: float) -> None:
-    opt.set_learning_rate(lr)
+    """lr for every key, times the last matching ``lr_scale`` factor. Each key gets its own
+    fresh opaque ``Float``: a recorded (frozen) step then reads the schedule's current value
+    instead of a constant, and no two keys share an array (``dr.opt`` scales the learning-rate
+    array it is given in place)."""
+    rates = {k: lr for k in problem.keys}
     for pattern, factor in config.optimize.lr_scale.items():
-        opt.set_learning_rate({k: lr * float(factor) for k in problem.keys if matches([pattern], k)})
+        rates.update({k: lr * float(factor) for k in problem.keys if matches([pattern], k)})
+    opt.set_learning_rate({k: dr.opaque(mi.Float, v) for k, v in rates.items()})
 
 
-def _full_image_loss(config: Config, problem: Problem, step: int, step_seed: int):
-    """Loss of one whole training view: (loss, training PSNR, pixels rendered)."""
+def _inputs(config: Config, problem: Problem, sampler, step: int):
+    """What a step's core reads: (data, view, batch, tangent). ``data`` holds Dr.Jit arrays and
+    Mitsuba objects only (the inputs of a frozen core); random choices are made here, on the
+    host, from (seed, step)."""
     c = config.optimize
-    view = int(np.random.default_rng([c.seed, step]).integers(len(problem.train.sensors)))
-    image = mi.render(problem.scene, problem.params, sensor=problem.train.sensors[view], spp=c.spp,
-                      spp_grad=c.spp_grad or c.spp, seed=step_seed, seed_grad=step_seed + 1)
-    loss = image_loss(image, problem.ref_train[view], c.loss, c.huber_delta, c.multiscale)
-    return loss, psnr_linear(np.array(image), problem.train.images[view]), image.shape[0] * image.shape[1]
-
-
-def _sparse_loss(config: Config, problem: Problem, sampler, step: int, step_seed: int):
-    """Weighted loss of a sparse pixel batch: (loss, training PSNR, pixels rendered)."""
+    seed = (c.seed * 1000003 + step * 2) & 0x7FFFFFFF
+    data = {"seed": dr.opaque(mi.UInt32, seed)}
+    points = _eikonal_points(config, problem, step)
+    if points is not None:
+        data["eikonal_points"] = points
+    if sampler is None:
+        view = int(np.random.default_rng([c.seed, step]).integers(len(problem.train.sensors)))
+        data.update(sensor=problem.train.sensors[view], reference=problem.ref_train[view])
+        return data, view, None, None
     from .. import sampling
-    c = config.optimize
     batch = sampler.draw(step)
     tangent = None
     if sampler.needs_tangent:     # random projection: two more primal renders of the batch
         _, tangent = sampling.render_pixels_tangent(problem.scene, problem.params, problem.train.sensors,
-                                                    batch, problem.keys, spp=c.spp, seed=step_seed + 7,
-                                                    direction_seed=step_seed)
-    values = sampling.render_pixels(problem.scene, problem.params, problem.train.sensors, batch,
-                                    spp=c.spp, spp_grad=c.spp_grad or c.spp, seed=step_seed)
-    reference = sampling.gather_reference(problem.ref_train, batch)
-    loss = sampling.weighted_loss(values, reference, batch, kind=c.loss, delta=c.huber_delta)
-    sampler.observe(batch, values, reference, tangent=tangent, kind=c.loss, delta=c.huber_delta)
-    train_psnr = psnr_linear(np.array(dr.detach(values)), np.array(reference))
-    return loss, train_psnr, sampler.pixels_per_step(batch)
+                                                    batch, problem.keys, spp=c.spp, seed=seed + 7,
+                                                    direction_seed=seed)
+    P = batch.image_size[0] * batch.image_size[1]
+    data.update(sensors=list(problem.train.sensors), sensor=problem.train.sensors[batch.view],
+                pixel=batch.pixel_index, flat_pixel=mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P)),
+                weight=batch.weight, reference=sampling.gather_reference(problem.ref_train, batch))
+    dr.eval(data["flat_pixel"], data["reference"])
+    return data, batch.view, batch, tangent
 
 
-def step(config: Config, problem: Problem, opt, sampler, step: int) -> dict:
-    """Run optimization step ``step``; returns its metrics (loss, linear training PSNR, lr, pixels)."""
+def make_core(config: Config, problem: Problem, full_batches: bool = False):
+    """The part of a step that is Dr.Jit work only: render (a whole view, or a pixel batch),
+    loss + regularizers, ``dr.backward``, the optimizer step and the clamps.
+
+    ``core(scene, params, opt, data) -> (loss, values)``, both detached. Every array it reads
+    comes in through its arguments (the scene's plugins, the optimizer, ``data``), and it
+    reads no value back to the host, so ``dr.freeze`` can record it once and replay it.
+    ``full_batches``: the sampler's batches are whole images in raster order."""
+    from .. import sampling
+    c, reg = config.optimize, config.regularizers
+    spp, spp_grad = c.spp, c.spp_grad or c.spp
+    reg_keys = grid_keys(problem, reg.params)
+    clamps = [(key, lo, hi) for pattern, (lo, hi) in c.clamp.items() for key in problem.keys
+              if matches([pattern], key)]
+
+    def core(scene, params, opt, data):
+        if "pixel" not in data:
+            values = mi.render(scene, params, sensor=data["sensor"], spp=spp, spp_grad=spp_grad,
+                               seed=data["seed"])
+            loss = image_loss(values, data["reference"], c.loss, c.huber_delta, c.multiscale)
+        else:
+            values = sampling.render_indices(scene, params, data["sensors"], data["sensor"], data["pixel"],
+                                             data["flat_pixel"], full_batches, spp, spp_grad, data["seed"], 0)
+            loss = dr.sum(sampling.per_sample_loss(values, data["reference"], c.loss, c.huber_delta)
+                          * dr.detach(data["weight"]))                                        # (5.1)
+        loss = loss + regularization(config, scene, reg_keys, opt, data.get("eikonal_points"))
+        dr.backward(loss)
+        opt.step()
+        for key, lo, hi in clamps:
+            opt[key] = dr.clip(opt[key], lo, hi)
+        return dr.detach(loss), dr.detach(values)
+    return core
+
+
+def step(config: Config, problem: Problem, opt, sampler, step: int, core=None) -> dict:
+    """Run optimization step ``step``; returns its metrics (loss, linear training PSNR, lr, pixels).
+    ``core``: :func:`make_core`'s function, or a frozen version of it (made here when None)."""
     if step in config.upsample.at_steps:
         _upsample(config, problem, opt)
     lr = learning_rate(config, step)
     _set_learning_rates(config, problem, opt, lr)
-    step_seed = (config.optimize.seed * 1000003 + step * 2) & 0x7FFFFFFF
-    if sampler is None:
-        loss, train_psnr, pixels = _full_image_loss(config, problem, step, step_seed)
-    else:
-        loss, train_psnr, pixels = _sparse_loss(config, problem, sampler, step, step_seed)
-    loss = loss + regularization(config, problem, opt, step)
-    dr.backward(loss)
-    opt.step()
-    for pattern, (lo, hi) in config.optimize.clamp.items():
-        for key in problem.keys:
-            if matches([pattern], key):
-                opt[key] = dr.clip(opt[key], lo, hi)
+    data, view, batch, tangent = _inputs(config, problem, sampler, step)
+    if core is None:
+        core = make_core(config, problem, full_batches=batch is not None and batch.full)
+    loss, values = core(problem.scene, problem.params, opt, data)
     every = config.regularizers.redistance_every
     if every and (step + 1) % every == 0:
         from ..sdf.redistance import redistance
         for key in grid_keys(problem, config.regularizers.sdf_params):
             opt[key] = redistance(opt[key], _voxel_size(problem, opt[key].shape))
     problem.params.update(opt)
-    return {"loss": float(np.array(dr.detach(loss)).ravel()[0]), "train_psnr": train_psnr, "lr": lr,
-            "pixels": pixels}
+    c = config.optimize
+    if batch is None:
+        pixels = values.shape[0] * values.shape[1]
+        train_psnr = psnr_linear(np.array(values), problem.train.images[view])
+    else:
+        sampler.observe(batch, values, data["reference"], tangent=tangent, kind=c.loss, delta=c.huber_delta)
+        train_psnr = psnr_linear(np.array(values), np.array(data["reference"]))
+        pixels = sampler.pixels_per_step(batch)
+    return {"loss": float(np.array(loss).ravel()[0]), "train_psnr": train_psnr, "lr": lr, "pixels": pixels}

@@ -36,7 +36,7 @@ integrators that need the real film raise ``UserError`` (see
 from .batch import PixelBatch
 from .defaults import SAMPLER_DEFAULTS, SAMPLERS, STATISTICS, VIEW_CHOICES, SamplerOptions, resolve_budget
 from .sampler import PixelSampler, make_sampler
-from .render import film_incompatibility, gather_pixels, render_pixels, render_pixels_tangent
+from .render import film_incompatibility, gather_pixels, render_indices, render_pixels, render_pixels_tangent
 from .loss import LOSSES, gather_reference, per_sample_loss, weighted_loss
 
 __all__ = ["make_sampler", "render_pixels", "render_pixels_tangent", "gather_reference", "weighted_loss", "per_sample_loss",

@@ -111,29 +111,41 @@ def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | N
         raise UserError(f"render_pixels: spp must be an integer >= 1, got {spp!r}")
     spp_grad = spp if not spp_grad else spp_grad
     seed_grad = seed + 1 if seed_grad is None else seed_grad
+    P = batch.image_size[0] * batch.image_size[1]
+    flat_index = mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P))
+    return render_indices(scene, params, sensors, sensors[batch.view], batch.pixel_index, flat_index,
+                          batch.full, spp, spp_grad, seed, seed_grad, integrator, fallback)
+
+
+def render_indices(scene, params, sensors, sensor, pixel_index, flat_index, full: bool, spp: int,
+                   spp_grad: int, seed, seed_grad, integrator=None, fallback: str = "error"):
+    """:func:`render_pixels` after its checks: the pixels ``pixel_index`` of ``sensor``'s
+    image, which are ``flat_index`` (view·P + pixel) of the flat sensor over ``sensors``.
+    ``seed`` may be an opaque ``mi.UInt32`` (``seed_grad = 0`` then lets ``mi.render``
+    derive the gradient seed), so that ``dr.freeze`` can record a step that calls it."""
+    import drjit as dr
+    import mitsuba as mi
     integ = integrator if integrator is not None else scene.integrator()
-    sensor = sensors[batch.view]
     channels = sensor.film().base_channels_count()
     own_sparse = getattr(integ, "render_pixels", None)
-    if own_sparse is not None and not batch.full:
+    if own_sparse is not None and not full:
         # Integrators that render whole images themselves (sdf_reparam, sdf_naive) take
         # the pixel list directly: one differentiable pass, no flat sensor.
-        return own_sparse(scene, sensor, mi.UInt32(batch.pixel_index), seed=seed, spp=spp)
-    reason = None if batch.full else film_incompatibility(integ)
-    if batch.full or (reason is not None and fallback == "full"):
+        return own_sparse(scene, sensor, mi.UInt32(pixel_index), seed=seed, spp=spp)
+    reason = None if full else film_incompatibility(integ)
+    if full or (reason is not None and fallback == "full"):
         image = mi.render(scene, params, sensor=sensor, integrator=integ, spp=spp, spp_grad=spp_grad,
                           seed=seed, seed_grad=seed_grad)
         c = image.shape[2]
-        flat = mi.TensorXf(image.array, (batch.image_size[0] * batch.image_size[1], c))
-        return flat if batch.full else gather_pixels(flat, batch.pixel_index)
+        flat = mi.TensorXf(image.array, (dr.width(image.array) // c, c))
+        return flat if full else gather_pixels(flat, pixel_index)
     if reason is not None:
         name = type(integ).__name__
         raise UserError(f"render_pixels: integrator {name} cannot render sparse pixels through a flat sensor: "
                         f"{reason}; use the full sampler or fallback='full'")
-    n = batch.size
+    n = dr.width(flat_index)
     flat = _flat_sensor(sensors, n, channels)
-    P = batch.image_size[0] * batch.image_size[1]
-    flat.pixel_idx = mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P))
+    flat.pixel_idx = mi.UInt32(flat_index)
     dr.eval(flat.pixel_idx)
     image = mi.render(scene, params, sensor=flat, integrator=integ, spp=spp, spp_grad=spp_grad,
                       seed=seed, seed_grad=seed_grad)

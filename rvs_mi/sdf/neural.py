@@ -276,9 +276,13 @@ def eikonal_loss(source: NeuralSDF, n: int = 1024, seed: int = 0):
 
     Differentiable w.r.t. ``source.weights``; returns a width-1 ``mi.Float``.
     """
-    import drjit as dr
     if not isinstance(n, int) or n < 1:
         raise UserError(f"eikonal_loss: n must be a positive integer (got {n!r})")
-    x = sample_ball(n, seed, source.center_list, source.bound)
+    return eikonal_at(source, sample_ball(n, seed, source.center_list, source.bound))
+
+
+def eikonal_at(source: NeuralSDF, x):
+    """mean (|∇f(x)| − 1)² over the points ``x`` (Point3f); a width-1 ``mi.Float``."""
+    import drjit as dr
     _, g = source.eval(x, 1)
     return dr.mean(dr.square(dr.norm(g) - 1.0))

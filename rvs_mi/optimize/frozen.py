@@ -1,0 +1,91 @@
+"""Frozen optimization steps: the Dr.Jit work of a step recorded once and replayed.
+
+Tracing a step (render, loss, ``dr.backward``, Adam) costs milliseconds of
+Python per step, whatever the number of pixels. :class:`FrozenCore` records
+the step's core (:func:`rvs_mi.optimize.step.make_core`) with ``dr.freeze``
+and replays the recorded kernels in later steps. The recording is redone when
+an input changes kind: another grid resolution (upsampling), or a view whose
+sensor's variables differ in kind from those of the views recorded so far. A
+replay computes what the traced step computes; its float results may differ in
+the last bits, because kernels are split differently.
+
+Where frozen steps are used, and why not elsewhere, is :func:`blocker`'s list.
+
+The arrays of rvs-mi's integrators reach ``dr.freeze`` as one more input
+(``rvs_mi.traversal.integrator_state``).
+
+If recording fails (an integrator that reads values back to the host while
+rendering, for example), the run says so in one line on stderr and traces
+every step from then on; the failed step is run again traced.
+"""
+from __future__ import annotations
+
+import sys
+
+import drjit as dr
+
+from ..traversal import integrator_state
+
+
+def blocker(scene, params, keys, sparse: bool = False) -> str | None:
+    """Why the steps of this problem are traced rather than frozen (None: they are frozen).
+
+    Frozen steps are used where a replayed step was checked to give the traced step's
+    parameters: whole-image steps of rvs-mi's volume integrators with grid fields, optimizing
+    their own grids. Sparse pixel batches (``sparse``) render through a flat sensor made
+    within the step; a recording cannot be replayed for it, so each step would be recorded
+    again, which costs more than tracing it.
+    """
+    if sparse:
+        return "sparse pixel batches are recorded anew at every step, so they are traced"
+    integrator = scene.integrator()
+    check = getattr(integrator, "freeze_blocker", None)
+    if check is None:
+        return f"{type(integrator).__name__} is not an rvs-mi volume integrator"
+    reason = check()
+    if reason is not None:
+        return reason
+    for key in keys:
+        if params.properties[key][2] is not integrator:
+            return f"{key} is a parameter of another plugin than the integrator"
+    return None
+
+
+class FrozenCore:
+    """A step core run through ``dr.freeze``; it traces instead where :func:`blocker` says so
+    or when recording fails, and then says why in one line (``notice``, stderr by default)."""
+
+    def __init__(self, core, reason: str | None = None, notice=None):
+        self.core = core
+        self.frozen = dr.freeze(lambda scene, params, opt, data, state: core(scene, params, opt, data),
+                                warn_after=100)
+        self.notice = notice or (lambda line: print(line, file=sys.stderr))
+        self.failed: str | None = None
+        if reason is not None:
+            self._fall_back(reason)
+
+    def _fall_back(self, reason: str) -> None:
+        self.failed = reason
+        self.notice(f"rvs-mi optimize: steps are traced, not frozen: {reason}")
+
+    @property
+    def recordings(self) -> int:
+        """How many times the step was recorded (0 once it fell back to tracing)."""
+        return 0 if self.failed else self.frozen.n_recordings
+
+    def __call__(self, scene, params, opt, data):
+        if self.failed is None:
+            try:
+                return self.frozen(scene, params, opt, data, integrator_state(scene.integrator()))
+            except Exception as exc:               # recording failed: trace from now on
+                self._fall_back(_reason(exc))
+                for key in opt.keys():                # a partial backward pass may have left some
+                    dr.clear_grad(opt[key])
+        return self.core(scene, params, opt, data)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message of an exception chain, on one line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
