@@ -115,3 +115,20 @@ def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
     assert frozen(problem.scene, problem.params, opt, {"seed": mi.UInt32(2)}) == "traced"
     assert calls == [True, False, False] and frozen.failed == "a read-back while recording"
     assert notices == ["rvs-mi optimize: steps are traced, not frozen: a read-back while recording"]
+
+
+def test_deterministic_runs_are_traced_and_resume_bit_for_bit(tmp_path, capfd):
+    """A frozen run resumed from a checkpoint records its first step where the uninterrupted run
+    replays, and rounds differently; deterministic runs are therefore traced (one notice), and a
+    resumed one ends with the uninterrupted run's parameters, bit for bit."""
+    from rvs_mi.optimize.loop import run_optimization
+    config = volume_config(tmp_path, "rvs", "full")
+    config.output.checkpoint_every = 3
+    config.output.eval_spp = 1
+    run_optimization(config, str(tmp_path / "a"), progress=False, deterministic=True)
+    assert "deterministic runs are traced" in capfd.readouterr().err
+    run_optimization(config, str(tmp_path / "c"), progress=False, stop_after=7, deterministic=True)
+    run_optimization(config, str(tmp_path / "c"), resume=True, progress=False)
+    a, c = (np.load(tmp_path / r / "params.npz") for r in "ac")
+    for k in a.files:
+        assert np.array_equal(a[k], c[k]), (k, np.abs(a[k] - c[k]).max())

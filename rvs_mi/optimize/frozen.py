@@ -27,15 +27,19 @@ import drjit as dr
 from ..traversal import integrator_state
 
 
-def blocker(scene, params, keys, sparse: bool = False) -> str | None:
+def blocker(scene, params, keys, sparse: bool = False, deterministic: bool = False) -> str | None:
     """Why the steps of this problem are traced rather than frozen (None: they are frozen).
 
     Frozen steps are used where a replayed step was checked to give the traced step's
     parameters: whole-image steps of rvs-mi's volume integrators with grid fields, optimizing
     their own grids. Sparse pixel batches (``sparse``) render through a flat sensor made
     within the step; a recording cannot be replayed for it, so each step would be recorded
-    again, which costs more than tracing it.
+    again, which costs more than tracing it. Deterministic runs are traced: a resumed run
+    records its first step where an uninterrupted one replays a recording made from other
+    inputs, and the two split (and round) their kernels differently.
     """
+    if deterministic:
+        return "deterministic runs are traced, so that a resumed run ends bit for bit like an uninterrupted one"
     if sparse:
         return "sparse pixel batches are recorded anew at every step, so they are traced"
     integrator = scene.integrator()

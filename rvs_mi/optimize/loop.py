@@ -186,7 +186,8 @@ def run_optimization(config: Config, out_dir: str, resume: bool = False, progres
     log, rows = MetricsLog.resume(metrics_path, covered) if first else (MetricsLog.create(metrics_path), [])
     try:
         with _stage(timing, "steps"):
-            rows = _steps(config, problem, opt, sampler, out_dir, log, rows, first, stop_after, threads,
+            core = _core(config, problem, sampler, deterministic)
+            rows = _steps(config, problem, opt, sampler, core, out_dir, log, rows, first, stop_after, threads,
                           progress)
     finally:
         log.close()
@@ -195,7 +196,17 @@ def run_optimization(config: Config, out_dir: str, resume: bool = False, progres
     return _finish(config, problem, eval_split, out_dir, rows, initial, threads, timing)
 
 
-def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, first, stop_after, threads,
+def _core(config: Config, problem: Problem, sampler, deterministic: bool):
+    """The steps' core (``step.make_core``), frozen unless ``optimize.freeze`` is false or
+    :func:`rvs_mi.optimize.frozen.blocker` gives a reason."""
+    core = make_core(config, problem, full_batches=sampler is not None and sampler.pixels.raster)
+    if not config.optimize.freeze:
+        return core
+    return FrozenCore(core, blocker(problem.scene, problem.params, problem.keys, sparse=sampler is not None,
+                                    deterministic=deterministic))
+
+
+def _steps(config: Config, problem: Problem, opt, sampler, core, out_dir, log, rows, first, stop_after, threads,
            progress):
     """Steps ``first`` .. steps − 1: a metrics row each, checkpoints, snapshots; the rows
     (None when stopped by ``stop_after``). The progress bar shows only when ``progress`` is
@@ -206,9 +217,6 @@ def _steps(config: Config, problem: Problem, opt, sampler, out_dir, log, rows, f
     steps, out_cfg = config.optimize.steps, config.output
     bar = tqdm(range(first, steps), initial=first, total=steps, desc="optimize",
                disable=None if progress else True, dynamic_ncols=True)
-    core = make_core(config, problem, full_batches=sampler is not None and sampler.pixels.raster)
-    if config.optimize.freeze:
-        core = FrozenCore(core, blocker(problem.scene, problem.params, problem.keys, sparse=sampler is not None))
     t_start = time.perf_counter()
     for i in bar:
         with threads():
