@@ -8,6 +8,10 @@ from rvs_mi import scenes
 from rvs_mi.optimize.config import load_config
 
 STEPS = 12
+#: Adam's ε for the comparisons. With the default 1e-8 an early Adam step is ≈ lr·sign g, so a
+#: gradient of 1e-12 in one run and −1e-12 in the other (rounding: kernels split differently)
+#: moves a voxel by 2·lr; a larger ε keeps such rounding at rounding size.
+EPSILON = 1e-3
 XML_PROPERTIES = {"rvs": '<integer name="knots" value="32"/><integer name="samples" value="4"/>',
                   "volquad": '<integer name="knots" value="32"/>',
                   "rvs_hier": '<integer name="coarse_knots" value="16"/><integer name="fine_samples" value="8"/>'}
@@ -59,6 +63,7 @@ def run_steps(config, frozen: bool):
     problem = loop.setup_problem(config)
     sampler = loop.make_pixel_sampler(config, problem)
     opt = loop._fresh_optimizer(config, problem)
+    opt.epsilon = EPSILON
     problem.params.update(opt)
     core = make_core(config, problem)
     notices = []
@@ -68,34 +73,32 @@ def run_steps(config, frozen: bool):
     return np.array(losses), {k: np.array(problem.params[k]) for k in problem.keys}, core, notices
 
 
-@pytest.mark.parametrize("integrator", ["rvs", "volquad", "rvs_hier"])
-def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator):
-    """Replayed steps follow the traced run. Not bit for bit: kernels split differently round
-    differently, and Adam's first steps (≈ lr·sign g) turn rounding in near-zero gradients into
-    full steps; a replay that read a stale input (the learning rate, a view, a grid) is off by
-    percents from the first replayed step on."""
-    config = volume_config(tmp_path, integrator, "full")
+@pytest.mark.parametrize("integrator, sampler", [("rvs", "full"), ("rvs", "adaptive"), ("volquad", "uniform"),
+                                                 ("rvs_hier", "full")])
+def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
+    """Replayed steps give the traced run's losses and parameters, up to rounding (kernels split
+    differently round differently)."""
+    config = volume_config(tmp_path, integrator, sampler)
     traced_loss, traced, _, _ = run_steps(config, frozen=False)
     loss, replayed, core, notices = run_steps(config, frozen=True)
     assert notices == [] and core.failed is None
     # recorded for the first steps, the views and after the upsampling; replayed otherwise
     assert 1 <= core.recordings <= STEPS - 4, core.recordings
-    assert np.abs(loss / traced_loss - 1).max() < 0.01, (loss, traced_loss)
+    assert np.abs(loss / traced_loss - 1).max() < 3e-3, np.abs(loss / traced_loss - 1).max()
     for key, value in traced.items():
         assert value.shape == replayed[key].shape == (16, 16, 16, value.shape[3])
-        spread = np.abs(value - np.mean(value)).mean()
-        assert np.abs(replayed[key] - value).mean() < 0.15 * spread, key
+        assert np.abs(replayed[key] - value).mean() < 1e-3 * np.abs(value).mean(), key
 
 
 def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
-    """Sparse batches and SDF integrators are traced with one notice line; a recording that fails
-    falls back to tracing and the failing step is not lost."""
+    """SDF integrators and deterministic runs are traced with one notice line; a recording that
+    fails falls back to tracing and the failing step is not lost."""
     import drjit as dr
     from rvs_mi.optimize.frozen import FrozenCore, blocker
     config = volume_config(tmp_path, "rvs", "uniform")
     from rvs_mi.optimize import loop
     problem = loop.setup_problem(config)
-    assert "sparse" in blocker(problem.scene, problem.params, problem.keys, sparse=True)
+    assert "deterministic" in blocker(problem.scene, problem.params, problem.keys, deterministic=True)
     assert blocker(problem.scene, problem.params, problem.keys) is None
     from rvs_mi.scene import load_scene
     sdf = load_scene(scenes.path("sdf_sphere.xml"))

@@ -27,21 +27,17 @@ import drjit as dr
 from ..traversal import integrator_state
 
 
-def blocker(scene, params, keys, sparse: bool = False, deterministic: bool = False) -> str | None:
+def blocker(scene, params, keys, deterministic: bool = False) -> str | None:
     """Why the steps of this problem are traced rather than frozen (None: they are frozen).
 
-    Frozen steps are used where a replayed step was checked to give the traced step's
-    parameters: whole-image steps of rvs-mi's volume integrators with grid fields, optimizing
-    their own grids. Sparse pixel batches (``sparse``) render through a flat sensor made
-    within the step; a recording cannot be replayed for it, so each step would be recorded
-    again, which costs more than tracing it. Deterministic runs are traced: a resumed run
-    records its first step where an uninterrupted one replays a recording made from other
-    inputs, and the two split (and round) their kernels differently.
+    Frozen steps are used where a replayed step was checked to follow the traced run:
+    rvs-mi's volume integrators with grid fields, optimizing their own grids, whole images and
+    sparse pixel batches. Deterministic runs are traced: a resumed run records its first step
+    where an uninterrupted one replays a recording made from other inputs, and the two split
+    (and round) their kernels differently.
     """
     if deterministic:
         return "deterministic runs are traced, so that a resumed run ends bit for bit like an uninterrupted one"
-    if sparse:
-        return "sparse pixel batches are recorded anew at every step, so they are traced"
     integrator = scene.integrator()
     check = getattr(integrator, "freeze_blocker", None)
     if check is None:

@@ -140,11 +140,26 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
                                                     batch, problem.keys, spp=c.spp, seed=seed + 7,
                                                     direction_seed=seed)
     P = batch.image_size[0] * batch.image_size[1]
-    data.update(sensors=list(problem.train.sensors), sensor=problem.train.sensors[batch.view],
-                pixel=batch.pixel_index, flat_pixel=mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P)),
-                weight=batch.weight, reference=sampling.gather_reference(problem.ref_train, batch))
-    dr.eval(data["flat_pixel"], data["reference"])
+    flat = _flat_sensor(problem, batch.size)
+    flat.pixel_idx = mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P))
+    dr.eval(flat.pixel_idx)
+    # the source sensors go in too: the flat sensor dispatches to them
+    data.update(sources=list(problem.train.sensors), sensors=flat, sensor=problem.train.sensors[batch.view],
+                pixel=batch.pixel_index, flat_pixel=flat.pixel_idx, weight=batch.weight,
+                reference=sampling.gather_reference(problem.ref_train, batch))
+    dr.eval(data["reference"])
     return data, batch.view, batch, tangent
+
+
+def _flat_sensor(problem: Problem, n: int):
+    """The run's flat sensor for batches of ``n`` pixels (``rvs_mi.sampling.render``), made once
+    and reused: each step sets its pixels and finishes its backward pass before the next step.
+    A new sensor object per step would make a frozen step record again at every step."""
+    if n not in problem.flat_sensors:
+        from ..sampling.render import _flat_sensor as make
+        sensors = list(problem.train.sensors)
+        problem.flat_sensors[n] = make(sensors, n, sensors[0].film().base_channels_count())
+    return problem.flat_sensors[n]
 
 
 def make_core(config: Config, problem: Problem, full_batches: bool = False):

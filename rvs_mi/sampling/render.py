@@ -120,7 +120,8 @@ def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | N
 def render_indices(scene, params, sensors, sensor, pixel_index, flat_index, full: bool, spp: int,
                    spp_grad: int, seed, seed_grad, integrator=None, fallback: str = "error"):
     """:func:`render_pixels` after its checks: the pixels ``pixel_index`` of ``sensor``'s
-    image, which are ``flat_index`` (view·P + pixel) of the flat sensor over ``sensors``.
+    image, which are ``flat_index`` (view·P + pixel) of the flat sensor over ``sensors``
+    (``sensors`` may also be such a flat sensor, its ``pixel_idx`` already set).
     ``seed`` may be an opaque ``mi.UInt32`` (``seed_grad = 0`` then lets ``mi.render``
     derive the gradient seed), so that ``dr.freeze`` can record a step that calls it."""
     import drjit as dr
@@ -144,9 +145,12 @@ def render_indices(scene, params, sensors, sensor, pixel_index, flat_index, full
         raise UserError(f"render_pixels: integrator {name} cannot render sparse pixels through a flat sensor: "
                         f"{reason}; use the full sampler or fallback='full'")
     n = dr.width(flat_index)
-    flat = _flat_sensor(sensors, n, channels)
-    flat.pixel_idx = mi.UInt32(flat_index)
-    dr.eval(flat.pixel_idx)
+    if isinstance(sensors, mi.Sensor):        # a flat sensor made by the caller, pixels set
+        flat = sensors
+    else:
+        flat = _flat_sensor(sensors, n, channels)
+        flat.pixel_idx = mi.UInt32(flat_index)
+        dr.eval(flat.pixel_idx)
     image = mi.render(scene, params, sensor=flat, integrator=integ, spp=spp, spp_grad=spp_grad,
                       seed=seed, seed_grad=seed_grad)
     return mi.TensorXf(image.array, (n, image.shape[2]))
