@@ -21,17 +21,22 @@ SUPPORTED = ("PerspectiveCamera", "OrthographicCamera")
 
 
 class Projection:
-    """Projective camera model of one sensor (scalar 4x4 matrix K)."""
+    """Projective camera model of one sensor: the 4x4 matrix K and its inverse as Dr.Jit
+    values of width 1 (``K[i][j]``, ``Kinv[i][j]``)."""
 
-    def __init__(self, K: np.ndarray, crop_size, perspective: bool):
+    def __init__(self, K, crop_size, perspective: bool):
+        """``K``: a 4x4 matrix (NumPy, nested lists, or a ``Matrix4f64`` of width 1)."""
         import drjit as dr
         import mitsuba as mi
-        K = np.asarray(K, dtype=np.float64)
-        self.K_np = K
-        # Opaque entries: the matrix is a kernel input, not a literal baked into
-        # the code, so every view of a multi-view optimization reuses one kernel.
-        self.K = [[dr.opaque(mi.Float, float(v)) for v in row] for row in K]
-        self.Kinv = [[dr.opaque(mi.Float, float(v)) for v in row] for row in np.linalg.inv(K)]
+        M64 = dr.llvm.ad.Matrix4f64 if dr.backend_v(mi.Float) == dr.JitBackend.LLVM else dr.cuda.ad.Matrix4f64
+        if not isinstance(K, M64):
+            # Opaque entries: the matrix is a kernel input, not a literal baked into
+            # the code, so every view of a multi-view optimization reuses one kernel.
+            K = M64([[dr.opaque(dr.float64_array_t(mi.Float), float(v)) for v in row]
+                     for row in np.asarray(K, dtype=np.float64)])
+        Kinv = dr.rcp(K)                      # in double precision, rounded once to float32
+        self.K = [[mi.Float(K[i][j]) for j in range(4)] for i in range(4)]
+        self.Kinv = [[mi.Float(Kinv[i][j]) for j in range(4)] for i in range(4)]
         self.crop = (float(crop_size[0]), float(crop_size[1]))
         self.perspective = perspective
 
@@ -39,18 +44,22 @@ class Projection:
     def from_sensor(sensor) -> "Projection":
         """The projection of a Mitsuba perspective/orthographic sensor.
 
+        K = projection_transform · world_transform⁻¹, computed from the sensor's own Dr.Jit
+        matrices (no values read back to the host), so that a frozen step that renders
+        another view reads that view's matrices.
         (A sparse-pixel renderer can build one Projection per *source* sensor
         and evaluate the warp in that sensor's pixel coordinates.)
         """
+        import drjit as dr
         import mitsuba as mi
         name = sensor.class_name()
         if name not in SUPPORTED:
             raise UserError(f"sdf integrators support perspective and orthographic sensors "
                             f"(got {name})")
-        P = np.array(sensor.projection_transform().matrix, dtype=np.float64).reshape(4, 4)
-        W = np.array(sensor.world_transform().matrix, dtype=np.float64).reshape(4, 4)
-        K = P @ np.linalg.inv(W)
-        return Projection(K, sensor.film().crop_size(), name == "PerspectiveCamera")
+        M64 = dr.llvm.ad.Matrix4f64 if dr.backend_v(mi.Float) == dr.JitBackend.LLVM else dr.cuda.ad.Matrix4f64
+        P = M64(dr.detach(sensor.projection_transform().matrix))
+        W = M64(dr.detach(sensor.world_transform().matrix))
+        return Projection(P @ dr.rcp(W), sensor.film().crop_size(), name == "PerspectiveCamera")
 
     # ---------------------------------------------------------------- helpers
     def _row(self, M, i):
