@@ -15,7 +15,8 @@ EPSILON = 1e-3
 XML_PROPERTIES = {"rvs": '<integer name="knots" value="32"/><integer name="samples" value="4"/>',
                   "volquad": '<integer name="knots" value="32"/>',
                   "rvs_hier": '<integer name="coarse_knots" value="16"/><integer name="fine_samples" value="8"/>'}
-SAMPLERS = {"full": "", "uniform": "budget = 0.25", "adaptive": "budget = 0.25\nrebuild_every = 2\ntile = 4"}
+SAMPLERS = {"full": "", "uniform": "budget = 0.25", "adaptive": "budget = 0.25\nrebuild_every = 2\ntile = 4",
+            "all": "budget = 0.25\nrebuild_every = 2\ntile = 4\nview_choice = \"all\""}
 
 
 def volume_config(tmp_path, integrator: str, sampler: str, freeze: bool = True):
@@ -44,7 +45,7 @@ lr_schedule = "cosine"
 clamp = {{ "volume.radiance.data" = [0.0, 4.0] }}
 freeze = {str(freeze).lower()}
 [sampler]
-name = "{sampler}"
+name = "{"adaptive" if sampler == "all" else sampler}"
 {SAMPLERS[sampler]}
 [upsample]
 initial_resolution = 8
@@ -74,7 +75,7 @@ def run_steps(config, frozen: bool):
 
 
 @pytest.mark.parametrize("integrator, sampler", [("rvs", "full"), ("rvs", "adaptive"), ("volquad", "uniform"),
-                                                 ("rvs_hier", "full")])
+                                                 ("rvs_hier", "full"), ("rvs", "all")])
 def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
     """Replayed steps give the traced run's losses and parameters, up to rounding (kernels split
     differently round differently)."""

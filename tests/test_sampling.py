@@ -117,7 +117,7 @@ def _synthetic_estimates(sampler, losses, steps):
     out = []
     for step in range(steps):
         b = sampler.draw(step)
-        lj = dr.gather(mi.Float, flat, b.pixel_index + b.view * P)
+        lj = dr.gather(mi.Float, flat, b.flat_index)
         out.append(dr.sum(lj * b.weight))
     return np.array([float(v[0]) for v in out])
 
@@ -142,11 +142,11 @@ def _train(sampler, losses, steps):
     so that its tile statistic sqrt(E r²) is proportional to ℓ, the zero-variance choice for Σ ℓ."""
     for step in range(steps):
         b = sampler.draw(step)
-        r = dr.gather(mi.Float, mi.Float(losses.ravel().astype(np.float32)), b.pixel_index + b.view * P)
+        r = dr.gather(mi.Float, mi.Float(losses.ravel().astype(np.float32)), b.flat_index)
         _observe_residual(sampler, b, np.array(r))
 
 
-@pytest.mark.parametrize("view_choice,V", [("uniform", 3), ("adaptive", 3), ("uniform", 1)])
+@pytest.mark.parametrize("view_choice,V", [("uniform", 3), ("adaptive", 3), ("uniform", 1), ("all", 3)])
 def test_estimates_are_unbiased_and_adaptive_ones_vary_less(view_choice, V):
     """E[Σ w ℓ] = mean ℓ over views and pixels for full/uniform/adaptive (within 4 standard
     errors of 400 draws), and the trained adaptive sampler's estimates spread less."""
@@ -156,13 +156,13 @@ def test_estimates_are_unbiased_and_adaptive_ones_vary_less(view_choice, V):
     spread = {}
     for name in ("full", "uniform", "adaptive"):
         s = sampling.make_sampler(name, image_size=(W, H), n_views=V, budget=n, beta=beta, rebuild_every=5,
-                                  tile=4, view_choice=view_choice, seed=11)
+                                  tile=4, view_choice="uniform" if name == "full" else view_choice, seed=11)
         _train(s, losses, 40)                 # rebuilds at steps 5, 10, ..., 35
         est = _synthetic_estimates(s, losses, 400)
         se = est.std() / np.sqrt(len(est))
         assert abs(est.mean() - truth) < 4 * se + 1e-6 * truth, (name, est.mean(), truth, se)
         spread[name] = est.std()
-    if V == 1:      # one view: only the pixel choice varies
+    if V == 1 or view_choice == "all":  # one view, or views drawn per sample: q decides it all
         assert spread["adaptive"] < 0.3 * spread["uniform"], spread
     else:           # the (shared) view choice adds the same variance to all three
         assert spread["adaptive"] < 0.8 * spread["uniform"], spread
@@ -408,6 +408,49 @@ def test_sparse_equals_full_volume(integrator):
     assert np.abs(vs - vf).mean() < 0.01 and np.abs(vs - vf).max() < 0.06, np.abs(vs - vf).max()
     stats = compare_gradients(gs, gf)
     assert stats["relative_error"] < 0.1 and stats["correlation"] > 0.99, stats
+
+
+def test_a_batch_over_all_views_renders_each_samples_view():
+    """view_choice="all": one render of a batch whose samples have their own views gives each
+    pixel of its own view (a full render of that view), values and gradient; integrators that
+    render one view at a time refuse such a batch."""
+    scene = _volume_scene("rvs")
+    params = mi.traverse(scene)
+    key = "volume.density.data"
+    params.keep([key])
+    sensors = [mi.load_dict({"type": "perspective", "fov": 45,
+                             "to_world": mi.ScalarTransform4f().look_at(origin=o, target=[0, 0, 0], up=[0, 1, 0]),
+                             "film": {"type": "hdrfilm", "width": W, "height": H, "rfilter": {"type": "box"}}})
+               for o in ([0, 0, 4], [4, 0, 0], [0, 4, 0.5])]
+    batch = sampling.make_sampler("uniform", image_size=(W, H), n_views=3, budget=60, view_choice="all",
+                                  seed=5).draw(0)
+    views = np.array(batch.views)
+    assert batch.view is None and set(views) == {0, 1, 2}
+    c = mi.Float(np.random.default_rng(1).standard_normal(3 * batch.size).astype(np.float32))
+    dr.enable_grad(params[key])
+    params.update()
+    vs = sampling.render_pixels(scene, params, sensors, batch, spp=256, seed=3)
+    dr.backward(dr.sum(vs.array * c))
+    gs = np.array(dr.grad(params[key])).ravel().copy()
+    dr.clear_grad(params[key])
+    full = [mi.render(scene, params, sensor=s, spp=256, seed=3, seed_grad=4) for s in sensors]
+    vf = sampling.gather_pixels(sampling.stack_references(full), batch.flat_index)
+    dr.backward(dr.sum(vf.array * c))
+    gf = np.array(dr.grad(params[key])).ravel()
+    vs, vf = np.array(dr.detach(vs)), np.array(dr.detach(vf))
+    assert np.abs(vs - vf).mean() < 0.01 and np.abs(vs - vf).max() < 0.06, np.abs(vs - vf).max()
+    stats = compare_gradients(gs, gf)
+    assert stats["relative_error"] < 0.1 and stats["correlation"] > 0.99, stats
+    # the references of all views, gathered for the batch, are each sample's own view's pixels
+    ref = sampling.gather_reference([dr.detach(f) for f in full], batch)
+    assert np.array_equal(np.array(ref), vf)
+    from rvs_mi import scenes
+    from rvs_mi.scene import load_scene
+    sdf = load_scene(scenes.path("sdf_sphere.xml"))
+    with pytest.raises(UserError, match="one view at a time"):
+        sampling.render_pixels(sdf, mi.traverse(sdf), sensors, batch, spp=1)
+    with pytest.raises(UserError, match='view_choice "all"'):
+        sampling.make_sampler("full", image_size=(W, H), n_views=3, view_choice="all")
 
 
 @pytest.mark.parametrize("integrator", ["sdf_reparam", "sdf_naive"])

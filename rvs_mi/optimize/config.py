@@ -121,7 +121,9 @@ class SamplerSection:
     tile: int = key(SAMPLER_DEFAULTS["tile"], "tile size of the adaptive statistics in pixels", min=1)
     statistic: str = key(SAMPLER_DEFAULTS["statistic"], "adaptive statistic (see rvs_mi.sampling)",
                          choices=STATISTICS)
-    view_choice: str = key(SAMPLER_DEFAULTS["view_choice"], "view choice", choices=VIEW_CHOICES)
+    view_choice: str = key(SAMPLER_DEFAULTS["view_choice"], "view of a step: uniform or adaptive (one view per "
+                                                            "step), all (each sample draws its own view)",
+                           choices=VIEW_CHOICES)
 
 
 @dataclass

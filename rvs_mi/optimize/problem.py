@@ -27,7 +27,7 @@ class Problem:
     train: Split
     test: Split | None
     ref_train: list = field(default_factory=list)   # reference tensors (mi.TensorXf)
-    flat_sensors: dict = field(default_factory=dict)  # the sparse steps' flat sensors, by batch size
+    sparse_cache: dict = field(default_factory=dict)  # flat sensors by batch size, stacked references
 
 
 def resolve_keys(params, patterns) -> list[str]:

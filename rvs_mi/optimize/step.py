@@ -139,14 +139,21 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
         _, tangent = sampling.render_pixels_tangent(problem.scene, problem.params, problem.train.sensors,
                                                     batch, problem.keys, spp=c.spp, seed=seed + 7,
                                                     direction_seed=seed)
-    P = batch.image_size[0] * batch.image_size[1]
     flat = _flat_sensor(problem, batch.size)
-    flat.pixel_idx = mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P))
+    flat.pixel_idx = batch.flat_index
     dr.eval(flat.pixel_idx)
+    if batch.view is None:                    # a batch over all views: one stacked reference
+        if "stack" not in problem.sparse_cache:
+            problem.sparse_cache["stack"] = sampling.stack_references(problem.ref_train)
+        reference = sampling.gather_reference(problem.sparse_cache["stack"], batch)
+    else:
+        reference = sampling.gather_reference(problem.ref_train, batch)
+    sensor = None if batch.view is None else problem.train.sensors[batch.view]
     # the source sensors go in too: the flat sensor dispatches to them
-    data.update(sources=list(problem.train.sensors), sensors=flat, sensor=problem.train.sensors[batch.view],
-                pixel=batch.pixel_index, flat_pixel=flat.pixel_idx, weight=batch.weight,
-                reference=sampling.gather_reference(problem.ref_train, batch))
+    data.update(sources=list(problem.train.sensors), sensors=flat, pixel=batch.pixel_index,
+                flat_pixel=flat.pixel_idx, weight=batch.weight, reference=reference)
+    if sensor is not None:
+        data["sensor"] = sensor
     dr.eval(data["reference"])
     return data, batch.view, batch, tangent
 
@@ -154,12 +161,13 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
 def _flat_sensor(problem: Problem, n: int):
     """The run's flat sensor for batches of ``n`` pixels (``rvs_mi.sampling.render``), made once
     and reused: each step sets its pixels and finishes its backward pass before the next step.
-    A new sensor object per step would make a frozen step record again at every step."""
-    if n not in problem.flat_sensors:
+    A new sensor object per step would make a frozen step record again at every step.
+    (``problem.sparse_cache`` also keeps the stacked references of batches over all views.)"""
+    if n not in problem.sparse_cache:
         from ..sampling.render import _flat_sensor as make
         sensors = list(problem.train.sensors)
-        problem.flat_sensors[n] = make(sensors, n, sensors[0].film().base_channels_count())
-    return problem.flat_sensors[n]
+        problem.sparse_cache[n] = make(sensors, n, sensors[0].film().base_channels_count())
+    return problem.sparse_cache[n]
 
 
 def make_core(config: Config, problem: Problem, full_batches: bool = False):
@@ -183,7 +191,7 @@ def make_core(config: Config, problem: Problem, full_batches: bool = False):
                                seed=data["seed"])
             loss = image_loss(values, data["reference"], c.loss, c.huber_delta, c.multiscale)
         else:
-            values = sampling.render_indices(scene, params, data["sensors"], data["sensor"], data["pixel"],
+            values = sampling.render_indices(scene, params, data["sensors"], data.get("sensor"), data["pixel"],
                                              data["flat_pixel"], full_batches, spp, spp_grad, data["seed"], 0)
             loss = dr.sum(sampling.per_sample_loss(values, data["reference"], c.loss, c.huber_delta)
                           * dr.detach(data["weight"]))                                        # (5.1)

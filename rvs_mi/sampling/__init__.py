@@ -26,7 +26,9 @@ The view of each step is drawn uniformly or (``view_choice="adaptive"``) in
 proportion to the views' total statistic mixed with uniform by β; the weights
 then include 1/(V·r_v), so Σ_j w_j ℓ_j estimates the mean per-pixel loss over
 all views and pixels (``image_loss`` of a uniformly chosen full view has the
-same expectation).
+same expectation). With ``view_choice="all"`` each sample draws its own view:
+the batch spreads over all views (one render through the flat sensor), and the
+adaptive distribution is one pmf over the tiles of all views.
 
 ``render_pixels`` renders through ``mi.render`` with Mitsuba's flat sensor,
 hence with the scene's own integrator, forward, reverse and RB adjoint pass;
@@ -37,8 +39,8 @@ from .batch import PixelBatch
 from .defaults import SAMPLER_DEFAULTS, SAMPLERS, STATISTICS, VIEW_CHOICES, SamplerOptions, resolve_budget
 from .sampler import PixelSampler, make_sampler
 from .render import film_incompatibility, gather_pixels, render_indices, render_pixels, render_pixels_tangent
-from .loss import LOSSES, gather_reference, per_sample_loss, weighted_loss
+from .loss import LOSSES, gather_reference, per_sample_loss, stack_references, weighted_loss
 
-__all__ = ["make_sampler", "render_pixels", "render_pixels_tangent", "gather_reference", "weighted_loss", "per_sample_loss",
+__all__ = ["make_sampler", "render_pixels", "render_pixels_tangent", "gather_reference", "stack_references", "weighted_loss", "per_sample_loss",
            "gather_pixels", "film_incompatibility", "resolve_budget", "PixelBatch", "PixelSampler", "SamplerOptions",
            "SAMPLER_DEFAULTS", "SAMPLERS", "STATISTICS", "VIEW_CHOICES", "LOSSES"]

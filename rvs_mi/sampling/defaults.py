@@ -12,7 +12,7 @@ from ..errors import UserError
 
 SAMPLERS = ("full", "uniform", "adaptive")
 STATISTICS = ("residual", "gradient")
-VIEW_CHOICES = ("uniform", "adaptive")
+VIEW_CHOICES = ("uniform", "adaptive", "all")
 
 #: Default of each sampler option (read-only).
 SAMPLER_DEFAULTS = MappingProxyType({
@@ -21,7 +21,7 @@ SAMPLER_DEFAULTS = MappingProxyType({
     "rebuild_every": 10,      # K: steps between rebuilds of q and of the view probabilities
     "tile": 8,                # tile size (pixels) of the statistics
     "statistic": "residual",  # residual | gradient
-    "view_choice": "uniform",  # uniform | adaptive
+    "view_choice": "uniform",  # uniform | adaptive (one view per step) | all (each sample its own view)
     "decay": 0.5,             # factor on the accumulated statistics at each rebuild
 })
 
@@ -102,6 +102,9 @@ class SamplerOptions:
               seed, decay) -> SamplerOptions:
         """Options of the sampler ``name``: ``full`` renders all P pixels whatever the budget."""
         _choice("pixel sampler", name, SAMPLERS)
+        if name == "full" and view_choice == "all":
+            raise UserError('sampler: view_choice "all" draws each sample\'s view; the full sampler renders '
+                            'whole views (use uniform or adaptive)')
         w, h = _image_size(image_size)
         n = w * h if name == "full" else resolve_budget(budget, w * h)
         return cls(w, h, check_int("n_views", n_views, 1), n, _beta(beta),

@@ -9,18 +9,36 @@ from .render import gather_pixels
 def gather_reference(references, batch):
     """The reference pixels of ``batch`` as an (N, C) tensor.
 
-    ``references``: one (H, W, C) ``mi.TensorXf`` per view (a list), or one tensor.
+    ``references``: one (H, W, C) ``mi.TensorXf`` per view (a list), or one tensor; or all
+    views' pixels laid end to end as one (V·P, C) tensor (:func:`stack_references`), which a
+    batch over several views (``batch.views``) is gathered from without stacking again.
     """
+    w, h = batch.image_size
     if not isinstance(references, (list, tuple)):
+        if len(references.shape) == 2 and references.shape[0] == batch.n_views * w * h:
+            return gather_pixels(references, batch.flat_index)
         references = [references]
+    for i, ref in enumerate(references):
+        if len(ref.shape) != 3 or tuple(ref.shape[:2]) != (h, w):
+            raise UserError(f"gather_reference: reference {i} has shape {tuple(ref.shape)}, "
+                            f"expected ({h}, {w}, C)")
+    if batch.view is None:
+        if len(references) != batch.n_views:
+            raise UserError(f"gather_reference: the batch spans {batch.n_views} views, "
+                            f"{len(references)} references were given")
+        return gather_pixels(stack_references(references), batch.flat_index)
     if not (0 <= batch.view < len(references)):
         raise UserError(f"gather_reference: view {batch.view} out of range (0..{len(references) - 1})")
-    ref = references[batch.view]
-    w, h = batch.image_size
-    if len(ref.shape) != 3 or tuple(ref.shape[:2]) != (h, w):
-        raise UserError(f"gather_reference: reference {batch.view} has shape {tuple(ref.shape)}, "
-                        f"expected ({h}, {w}, C)")
-    return gather_pixels(ref, batch.pixel_index)
+    return gather_pixels(references[batch.view], batch.pixel_index)
+
+
+def stack_references(references):
+    """The (H, W, C) references of all views as one (V·P, C) tensor, row view·P + y·W + x."""
+    import drjit as dr
+    import mitsuba as mi
+    c = references[0].shape[2]
+    flat = dr.concat([r.array for r in references]) if len(references) > 1 else references[0].array
+    return mi.TensorXf(flat, (dr.width(flat) // c, c))
 
 
 def per_sample_loss(values, reference, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA):

@@ -54,7 +54,7 @@ def _check_sensors(sensors, batch):
         raise UserError("render_pixels: no sensors given")
     if batch.n_views != len(sensors):
         raise UserError(f"render_pixels: the sampler has {batch.n_views} views but {len(sensors)} sensors were given")
-    if not (0 <= batch.view < len(sensors)):
+    if batch.view is not None and not (0 <= batch.view < len(sensors)):
         raise UserError(f"render_pixels: sensor index {batch.view} out of range (0..{len(sensors) - 1})")
     w, h = batch.image_size
     for i, s in enumerate(sensors):
@@ -111,9 +111,8 @@ def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | N
         raise UserError(f"render_pixels: spp must be an integer >= 1, got {spp!r}")
     spp_grad = spp if not spp_grad else spp_grad
     seed_grad = seed + 1 if seed_grad is None else seed_grad
-    P = batch.image_size[0] * batch.image_size[1]
-    flat_index = mi.UInt32(batch.pixel_index + dr.opaque(mi.UInt32, batch.view * P))
-    return render_indices(scene, params, sensors, sensors[batch.view], batch.pixel_index, flat_index,
+    sensor = sensors[batch.view] if batch.view is not None else None
+    return render_indices(scene, params, sensors, sensor, batch.pixel_index, batch.flat_index,
                           batch.full, spp, spp_grad, seed, seed_grad, integrator, fallback)
 
 
@@ -122,13 +121,21 @@ def render_indices(scene, params, sensors, sensor, pixel_index, flat_index, full
     """:func:`render_pixels` after its checks: the pixels ``pixel_index`` of ``sensor``'s
     image, which are ``flat_index`` (view·P + pixel) of the flat sensor over ``sensors``
     (``sensors`` may also be such a flat sensor, its ``pixel_idx`` already set).
+    ``sensor`` is None for a batch over several views (``flat_index`` only).
     ``seed`` may be an opaque ``mi.UInt32`` (``seed_grad = 0`` then lets ``mi.render``
     derive the gradient seed), so that ``dr.freeze`` can record a step that calls it."""
     import drjit as dr
     import mitsuba as mi
     integ = integrator if integrator is not None else scene.integrator()
-    channels = sensor.film().base_channels_count()
     own_sparse = getattr(integ, "render_pixels", None)
+    if sensor is None:                        # a batch over several views: the flat sensor only
+        reason = ("it renders the pixels of one view at a time" if own_sparse is not None
+                  else film_incompatibility(integ))
+        if reason is not None:
+            raise UserError(f"render_pixels: integrator {type(integ).__name__} cannot render a batch over "
+                            f"several views (view_choice \"all\"): {reason}")
+        sensor = sensors if isinstance(sensors, mi.Sensor) else sensors[0]
+    channels = sensor.film().base_channels_count()
     if own_sparse is not None and not full:
         # Integrators that render whole images themselves (sdf_reparam, sdf_naive) take
         # the pixel list directly: one differentiable pass, no flat sensor.

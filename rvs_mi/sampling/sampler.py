@@ -6,7 +6,10 @@ and estimates the mean per-pixel loss over all views and pixels by
 
     L̂ = Σ_j w_j ℓ_{p_j},   w_j = 1 / (N · P · q_{p_j} · V · r_v)        (5.1)
 
-(weights detached), unbiased for any q > 0, r > 0.  ``full`` renders every
+(weights detached), unbiased for any q > 0, r > 0.  With ``view_choice="all"`` every
+sample draws its own view: (v_j, p_j) comes from one distribution over the V·P pixels of all
+views, p(v, p) = r_v q_p in (5.1), so one step's batch spreads over all views and one render
+serves them.  ``full`` renders every
 pixel of the chosen view (w = 1/(P · V · r_v)), ``uniform`` uses q = 1/P, ``adaptive``
 
     q_p = (1 − β) s_{t(p)} / Σ_{p'} s_{t(p')} + β / P                   (5.2)
@@ -45,8 +48,10 @@ class PixelSampler:
         self.name, self.options = name, options
         self.grid = TileGrid(options.width, options.height, options.tile)
         self.stats = TileStatistics(options.statistic, options.n_views, self.grid.n_tiles, options.decay)
+        self.joint = options.view_choice == "all"
         self.views = ViewChoice(options.n_views, options.beta, adaptive=options.view_choice == "adaptive")
-        self.pixels = pixel_distribution(name, self.grid, options.n_views, options.n_samples, options.beta)
+        self.pixels = pixel_distribution(name, self.grid, options.n_views, options.n_samples, options.beta,
+                                         joint=self.joint)
         self.n_samples = options.n_samples
         self._last_rebuild = -1
 
@@ -82,6 +87,8 @@ class PixelSampler:
         import drjit as dr
         import mitsuba as mi
         self._maybe_rebuild(step)
+        if self.joint:
+            return self._draw_joint(step)
         view, r = self.views.choose(_rng(self.options.seed, step, 1).random())
         idx, tile, q = self.pixels.sample(view, self._uniforms(step, self.pixels.dims))
         scale = self.n_samples * self.n_pixels * self.n_views * r           # w = 1 / (scale · q)   (5.1)
@@ -93,6 +100,21 @@ class PixelSampler:
         o = self.options
         return PixelBatch(step, view, idx, weight, (o.width, o.height), o.n_views, full=self.pixels.raster,
                           tile=tile, view_prob=r)
+
+    def _draw_joint(self, step: int) -> PixelBatch:
+        """N samples (v_j, p_j) ~ p over the pixels of all views; w_j = 1 / (N·V·P·p(v_j, p_j)) (5.1)."""
+        import drjit as dr
+        import mitsuba as mi
+        idx, tile, views, p = self.pixels.sample_joint(self.n_views, self._uniforms(step, self.pixels.dims + 1))
+        scale = self.n_samples * self.n_pixels * self.n_views
+        if isinstance(p, float):            # uniform: one weight for all samples
+            weight = dr.full(mi.Float, 1.0, self.n_samples) * dr.opaque(mi.Float, 1.0 / (scale * p))
+        else:
+            weight = dr.rcp(p * dr.opaque(mi.Float, scale))
+        dr.eval(idx, tile, views, weight)
+        o = self.options
+        return PixelBatch(step, None, idx, weight, (o.width, o.height), o.n_views, tile=tile, view_prob=None,
+                          views=views)
 
     def _maybe_rebuild(self, step: int) -> None:
         """Rebuild q and r every K steps (from step K on)."""
@@ -127,7 +149,7 @@ class PixelSampler:
                 raise UserError("sampler: the 'gradient' statistic needs the tangent image of the batch "
                                 "(rvs_mi.sampling.render_pixels_tangent)")
             return                              # nothing reads the statistic
-        self.stats.add(batch.view, batch.tile, stat)
+        self.stats.add(batch.view if batch.views is None else batch.views, batch.tile, stat)
 
     def tile_statistic(self) -> np.ndarray:
         """s_t per (view, tile), shape (V, T) (see ``TileStatistics.tile_statistic``)."""
@@ -142,7 +164,11 @@ class PixelSampler:
         return (self.pixels.tile_mass(view) / self.grid.tile_pixels)[self.grid.tile_map()]
 
     def view_probabilities(self) -> np.ndarray:
-        """Current r_v of the views (sums to 1)."""
+        """Current r_v of the views (sums to 1): with ``view_choice="all"`` the views' shares
+        of the joint distribution."""
+        if self.joint:
+            return self.pixels.view_mass() if hasattr(self.pixels, "view_mass") else \
+                np.full(self.n_views, 1.0 / self.n_views)
         return self.views.prob.copy()
 
     # ------------------------------------------------------------------ state

@@ -61,8 +61,10 @@ class TileStatistics:
             return None
         return _per_sample_sq_projected_gradient(values, reference, tangent, kind, delta)
 
-    def add(self, view: int, tile, stat) -> None:
-        """Add the samples' statistic ``stat`` to the cells (view, tile_j), in sample order."""
+    def add(self, view, tile, stat) -> None:
+        """Add the samples' statistic ``stat`` to the cells (view, tile_j), in sample order;
+        ``view``: one view for all samples, or each sample's view (an array)."""
+        view = view if isinstance(view, (int, np.integer)) else np.array(view, dtype=np.int64)
         cell = np.array(tile, dtype=np.int64) + view * self.n_tiles
         np.add.at(self.sum, cell, np.array(stat, dtype=np.float32))
         np.add.at(self.count, cell, np.float32(1.0))
