@@ -89,6 +89,14 @@ def texture_scene(tex: np.ndarray):
 
 
 TEXTURE_VIEWS = [(-0.6, -0.4, 2.6), (0.6, -0.4, 2.6), (-0.5, 0.5, 2.6), (0.5, 0.5, 2.6)]
+
+
+def texture_views(n: int):
+    """n views of the plane: the four above, then more on a circle of radius 0.7 at z = 2.6."""
+    if n <= len(TEXTURE_VIEWS):
+        return TEXTURE_VIEWS[:n]
+    a = 2 * np.pi * np.arange(n - len(TEXTURE_VIEWS)) / (n - len(TEXTURE_VIEWS)) + 0.4
+    return TEXTURE_VIEWS + [(float(0.7 * np.cos(t)), float(0.7 * np.sin(t)), 2.6) for t in a]
 TEXTURE_HELDOUT = (0.0, 0.1, 2.6)
 TEXTURE_KEY = "plane.bsdf.reflectance.data"
 
@@ -99,7 +107,7 @@ def texture_problem(args):
     return {"name": f"{args.pattern} albedo texture {args.tex}^2 (prb)", "integrator": "prb",
             "truth": {TEXTURE_KEY: truth}, "error_keys": [TEXTURE_KEY],
             "scene": lambda values: texture_scene(values.get(TEXTURE_KEY, init)),
-            "views": TEXTURE_VIEWS, "heldout": TEXTURE_HELDOUT, "fov": 45.0,
+            "views": texture_views(args.views or 4), "heldout": TEXTURE_HELDOUT, "fov": 45.0,
             "lr": lambda lr: {TEXTURE_KEY: lr}, "clamp": {TEXTURE_KEY: (0.0, 1.0)}}
 
 
@@ -140,13 +148,14 @@ def volume_problem(args):
     return {"name": f"volume density + RGB radiance {args.grid}^3 (rvs, {args.knots} knots, {args.samples} samples)",
             "integrator": "rvs", "truth": {VOLUME_KEYS[0]: density, VOLUME_KEYS[1]: radiance},
             "error_keys": [VOLUME_KEYS[0]], "scene": scene,
-            "views": _ring(8, 3.6), "heldout": (-2.2, 2.0, 2.2), "fov": 45.0,
+            "views": _ring(args.views or 8, 3.6), "heldout": (-2.2, 2.0, 2.2), "fov": 45.0,
             "lr": lambda lr: {VOLUME_KEYS[0]: 10 * lr, VOLUME_KEYS[1]: lr},       # density spans 0..25
             "clamp": {VOLUME_KEYS[0]: (0.0, 40.0), VOLUME_KEYS[1]: (0.0, 2.0)}}
 
 
 # ---------------------------------------------------------------------------- problem (3)
 SDF_KEYS = ("sdf.sdf.center", "sdf.sdf.radius")
+SDF_VIEWS = [(0.0, 0.5, 3.0), (2.6, 0.8, 1.2), (-2.4, 0.2, 1.6), (0.5, 2.4, -1.7)]
 
 
 def sdf_problem(args):
@@ -164,7 +173,8 @@ def sdf_problem(args):
 
     return {"name": "SDF sphere centre + radius (sdf_reparam renders the pixel list itself)",
             "integrator": "sdf_reparam", "truth": truth, "error_keys": list(SDF_KEYS), "scene": scene,
-            "views": [(0.0, 0.5, 3.0), (2.6, 0.8, 1.2), (-2.4, 0.2, 1.6), (0.5, 2.4, -1.7)],
+            "views": SDF_VIEWS[:args.views] if args.views and args.views <= 4 else
+            SDF_VIEWS if not args.views else _ring(args.views, 3.1),
             "heldout": (-1.5, 1.5, -2.2), "fov": 40.0,
             "lr": lambda lr: {SDF_KEYS[0]: lr, SDF_KEYS[1]: lr},
             "clamp": {SDF_KEYS[1]: (0.05, 2.0)}}
@@ -193,7 +203,6 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     import drjit as dr
     import mitsuba as mi
     from rvs_mi import sampling
-    from rvs_mi.optimize.losses import image_loss
 
     keys = list(prob["truth"])
     scene = prob["scene"]({})
@@ -205,14 +214,25 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     for k in keys:
         opt[k] = params[k]
     lr0 = args.lr if method == "full" else args.lr_sparse
-    opt.set_learning_rate(prob["lr"](lr0))
+
+    def set_lr(lr):             # opaque, one array per key: a frozen step reads the current rate
+        opt.set_learning_rate({k: dr.opaque(mi.Float, v) for k, v in prob["lr"](lr).items()})
+    set_lr(lr0)
     params.update(opt)
     sampler = None
     if method != "full":
         sampler = sampling.make_sampler(method, image_size=(args.size, args.size), n_views=len(sensors),
                                         budget=budget, beta=args.beta, rebuild_every=args.rebuild_every,
-                                        tile=args.tile, statistic=args.statistic, seed=seed)
+                                        tile=args.tile, statistic=args.statistic, view_choice=args.view_choice,
+                                        seed=seed)
     fallback = prob.get("fallback", "error")
+    core = make_core(args, prob, fallback)
+    notes = []
+    if args.freeze:
+        from rvs_mi.optimize.frozen import FrozenCore, blocker
+        core = FrozenCore(core, blocker(scene, params, keys), notes.append)
+    flat = {}                   # one flat sensor per batch size (a frozen step then replays)
+    stacked = sampling.stack_references(refs)
     curve = []
     samples = 0
     clock = 0.0
@@ -230,13 +250,13 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     now = time.process_time if args.clock == "cpu" else time.perf_counter
     while clock < args.seconds:
         if args.lr_final != 1.0:      # exponential decay over the run's budget: lr0 → lr0·lr_final
-            opt.set_learning_rate(prob["lr"](lr0 * args.lr_final ** (clock / args.seconds)))
+            set_lr(lr0 * args.lr_final ** (clock / args.seconds))
         t0 = now()
         s = (seed * 100003 + 2 * step) & 0x7FFFFFFF
+        data = {"seed": dr.opaque(mi.UInt32, s)}
         if sampler is None:
             view = int(rng.integers(len(sensors)))
-            img = render(scene, sensors[view], args.spp, s, params)
-            loss = image_loss(img, refs[view], args.loss)
+            data.update(sensor=sensors[view], reference=refs[view])
             n = P
         else:
             batch = sampler.draw(step)
@@ -244,17 +264,20 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
             if sampler.needs_tangent:      # random projection: two more primal renders of the batch
                 _, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, keys, spp=args.spp,
                                                             seed=s + 7, direction_seed=s)
-            values = sampling.render_pixels(scene, params, sensors, batch, spp=args.spp, seed=s, fallback=fallback)
-            ref = sampling.gather_reference(refs, batch)
-            loss = sampling.weighted_loss(values, ref, batch, kind=args.loss)
-            sampler.observe(batch, values, ref, tangent=tangent, kind=args.loss)
+            if batch.size not in flat:
+                flat[batch.size] = sampling.render._flat_sensor(sensors, batch.size, 3)
+            flat[batch.size].pixel_idx = batch.flat_index
+            ref = sampling.gather_reference(stacked, batch)
+            data.update(sources=sensors, flat=flat[batch.size], pixel=batch.pixel_index,
+                        flat_pixel=flat[batch.size].pixel_idx, weight=batch.weight, reference=ref)
+            if batch.view is not None:
+                data["sensor"] = sensors[batch.view]
             n = P if fallback == "full" else batch.size          # what was actually rendered
             if tangent is not None:
                 n *= 3                          # the loss render and the tangent's two
-        dr.backward(loss)
-        opt.step()
-        for k, (lo, hi) in prob["clamp"].items():
-            opt[k] = dr.clip(opt[k], lo, hi)
+        values = core(scene, params, opt, data)
+        if sampler is not None:
+            sampler.observe(batch, values, ref, tangent=tangent, kind=args.loss)
         params.update(opt)
         dr.eval([params[k] for k in keys])
         dr.sync_thread()       # the LLVM backend runs kernels asynchronously: wait before reading the clock
@@ -266,7 +289,35 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
             next_eval += args.eval_every
     evaluate(step)
     return {"method": method, "budget": budget, "seed": seed, "steps": step, "curve": curve,
-            "ms_per_step": 1e3 * clock / max(step, 1)}
+            "ms_per_step": 1e3 * clock / max(step, 1), "frozen": bool(args.freeze and not notes),
+            "notes": notes}
+
+
+def make_core(args, prob, fallback):
+    """The Dr.Jit work of one step: render (a view, or a batch through the flat sensor), loss,
+    backward, Adam, clamps; the rendered values (detached). Its inputs are the step's arrays
+    and objects only, so that ``FrozenCore`` can record and replay it."""
+    import drjit as dr
+    import mitsuba as mi
+    from rvs_mi import sampling
+    from rvs_mi.optimize.losses import image_loss
+
+    def core(scene, params, opt, data):
+        if "pixel" not in data:
+            values = mi.render(scene, params, sensor=data["sensor"], spp=args.spp, seed=data["seed"])
+            loss = image_loss(values, data["reference"], args.loss)
+        else:
+            values = sampling.render_indices(scene, params, data["flat"], data.get("sensor"), data["pixel"],
+                                             data["flat_pixel"], False, args.spp, args.spp, data["seed"], 0,
+                                             fallback=fallback)
+            loss = dr.sum(sampling.per_sample_loss(values, data["reference"], args.loss)
+                          * dr.detach(data["weight"]))
+        dr.backward(loss)
+        opt.step()
+        for k, (lo, hi) in prob["clamp"].items():
+            opt[k] = dr.clip(opt[k], lo, hi)
+        return dr.detach(values)
+    return core
 
 
 def time_to_reach(curve, level, field, axis="time_s"):
@@ -315,6 +366,11 @@ def main(argv=None):
     ap.add_argument("--tile", type=int, default=8)
     ap.add_argument("--statistic", choices=["residual", "gradient"], default="residual",
                     help="statistic of the adaptive sampler (gradient: two more primal renders of the batch per step)")
+    ap.add_argument("--views", type=int, help="training views (default: 4 texture, 8 volume, 4 SDF)")
+    ap.add_argument("--view-choice", choices=["uniform", "adaptive", "all"], default="uniform",
+                    help="view of a sparse step; all: each sample draws its own view")
+    ap.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=True,
+                    help="frozen steps (rvs_mi.optimize.frozen) where the problem's integrator allows them")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=["full", "uniform", "adaptive"])
     ap.add_argument("--out", default="out/bench_sampling")
@@ -343,7 +399,8 @@ def main(argv=None):
             r = run_method(m, b, args, seed, prob, refs, held_ref)
             last = r["curve"][-1]
             print(f"{m:9s} N={b:<5g} seed={seed} steps={r['steps']:5d} {r['ms_per_step']:7.1f} ms/step  "
-                  f"param err {last['param_err']:.4f}  held-out MSE {last['heldout_mse']:.5f}", flush=True)
+                  f"param err {last['param_err']:.4f}  held-out MSE {last['heldout_mse']:.5f}  "
+                  f"{'frozen' if r['frozen'] else 'traced'}", flush=True)
             runs.append(r)
 
     os.makedirs(args.out, exist_ok=True)
@@ -356,7 +413,10 @@ def main(argv=None):
     def final(g, field):
         return float(np.mean([r["curve"][-1][field] for r in g]))
 
-    print(f"\n{prob['name']}: {args.size}x{args.size} px, {len(prob['views'])} views, spp {args.spp}, "
+    traced = sorted({n for r in runs for n in r["notes"]})
+    print(f"\n{prob['name']}: {args.size}x{args.size} px, {len(prob['views'])} views "
+          f"(view choice {args.view_choice}), steps {'frozen' if args.freeze and not traced else 'traced'}, "
+          f"spp {args.spp}, "
           f"{args.loss} loss, lr {args.lr:g} (sparse {args.lr_sparse:g}, final x{args.lr_final:g}), {args.seconds:g} s per run, seeds {args.seeds}, beta {args.beta}, "
           f"K {args.rebuild_every}, tile {args.tile}, statistic {args.statistic} ({variant}, {os.cpu_count()} CPU threads)")
     print(f"Clock: {args.clock} seconds. Times to a level: first evaluation (every {args.eval_every:g} s of "
