@@ -217,7 +217,6 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
 
     def set_lr(lr):             # opaque, one array per key: a frozen step reads the current rate
         opt.set_learning_rate({k: dr.opaque(mi.Float, v) for k, v in prob["lr"](lr).items()})
-    set_lr(lr0)
     params.update(opt)
     sampler = None
     if method != "full":
@@ -249,8 +248,9 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     P = args.size * args.size
     now = time.process_time if args.clock == "cpu" else time.perf_counter
     while clock < args.seconds:
-        if args.lr_final != 1.0:      # exponential decay over the run's budget: lr0 → lr0·lr_final
-            set_lr(lr0 * args.lr_final ** (clock / args.seconds))
+        # fresh arrays each step (dr.opt scales the array it is given in place); exponential
+        # decay over the run's budget: lr0 → lr0·lr_final
+        set_lr(lr0 * args.lr_final ** (clock / args.seconds))
         t0 = now()
         s = (seed * 100003 + 2 * step) & 0x7FFFFFFF
         data = {"seed": dr.opaque(mi.UInt32, s)}

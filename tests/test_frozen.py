@@ -1,6 +1,7 @@
 """Frozen optimization steps (rvs_mi.optimize.frozen): a replayed step gives the parameters a
 traced step gives, for the volume integrators, full images and sparse batches; everything else
 is traced with one notice line, and a recording that fails falls back without a lost step."""
+import drjit as dr
 import numpy as np
 import pytest
 
@@ -50,8 +51,6 @@ name = "{"adaptive" if sampler == "all" else sampler}"
 [upsample]
 initial_resolution = 8
 at_steps = [4]
-[regularizers]
-tv = 0.002
 """)
     return load_config(str(tmp_path / "run.toml"))
 
@@ -70,8 +69,13 @@ def run_steps(config, frozen: bool):
     notices = []
     if frozen:
         core = FrozenCore(core, blocker(problem.scene, problem.params, problem.keys), notices.append)
-    losses = [step(config, problem, opt, sampler, i, core)["loss"] for i in range(STEPS)]
-    return np.array(losses), {k: np.array(problem.params[k]) for k in problem.keys}, core, notices
+    losses, still = [], []
+    for i in range(STEPS):
+        before = {k: np.array(problem.params[k]) for k in problem.keys}
+        losses.append(step(config, problem, opt, sampler, i, core)["loss"])
+        still.append({k: np.array(problem.params[k]) == v for k, v in before.items()
+                      if v.shape == dr.shape(problem.params[k])})
+    return np.array(losses), {k: np.array(problem.params[k]) for k in problem.keys}, core, notices, still
 
 
 @pytest.mark.parametrize("integrator, sampler", [("rvs", "full"), ("rvs", "adaptive"), ("volquad", "uniform"),
@@ -80,8 +84,8 @@ def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
     """Replayed steps give the traced run's losses and parameters, up to rounding (kernels split
     differently round differently)."""
     config = volume_config(tmp_path, integrator, sampler)
-    traced_loss, traced, _, _ = run_steps(config, frozen=False)
-    loss, replayed, core, notices = run_steps(config, frozen=True)
+    traced_loss, traced, _, _, traced_still = run_steps(config, frozen=False)
+    loss, replayed, core, notices, still = run_steps(config, frozen=True)
     assert notices == [] and core.failed is None
     # recorded for the first steps, the views and after the upsampling; replayed otherwise
     assert 1 <= core.recordings <= STEPS - 4, core.recordings
@@ -89,6 +93,12 @@ def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
     for key, value in traced.items():
         assert value.shape == replayed[key].shape == (16, 16, 16, value.shape[3])
         assert np.abs(replayed[key] - value).mean() < 1e-3 * np.abs(value).mean(), key
+    # entries without a gradient stay as they are in both runs; a replay that left its gradients
+    # on the parameters moved them in the next recorded step
+    for i, (a, b) in enumerate(zip(traced_still, still)):
+        for key in a:
+            assert np.mean(a[key] != b[key]) < 2e-3, (i, key, a[key].sum(), b[key].sum())
+    assert sum(a[key].sum() for a in traced_still for key in a) > 100     # there were such entries
 
 
 def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):

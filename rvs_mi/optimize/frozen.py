@@ -75,6 +75,11 @@ class FrozenCore:
 
     def __call__(self, scene, params, opt, data):
         if self.failed is None:
+            # A replay leaves the gradients it computed on the optimizer's parameters (a traced
+            # Adam step makes fresh parameters without any); a recording that followed would
+            # add its own to them.
+            for key in opt.keys():
+                dr.clear_grad(opt[key])
             try:
                 return self.frozen(scene, params, opt, data, integrator_state(scene.integrator()))
             except Exception as exc:               # recording failed: trace from now on
