@@ -92,11 +92,6 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         """The objects holding this integrator's arrays (``rvs_mi.traversal``)."""
         return {"source": self.source, "albedo": self.albedo}
 
-    def freeze_blocker(self):
-        """Why an optimization step with this integrator is not frozen: a replayed SDF step
-        does not reproduce the traced one yet."""
-        return f"{type(self).__name__}: a replayed SDF step does not reproduce the traced one"
-
     # --------------------------------------------------------------- rendering
     # Images of more than pass_rays samples render in passes of whole rows (rvs_mi.passes).
     def render(self, scene, sensor=0, seed=0, spp=0, develop=True, evaluate=True):

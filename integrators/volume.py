@@ -84,13 +84,6 @@ class VolumeIntegrator(ADIntegrator):
         """The objects holding this integrator's arrays (``rvs_mi.traversal``)."""
         return self.fields()
 
-    def freeze_blocker(self):
-        """Why an optimization step with this integrator is not frozen (None: it is); frozen
-        steps were checked against traced ones for grid fields only."""
-        if not all(getattr(f, "is_grid", False) for f in self.fields().values()):
-            return "neural and Mitsuba-volume fields are not frozen (only grid fields are)"
-        return None
-
     def traverse(self, callback):
         for name, field in self.fields().items():
             field.traverse(callback, name)

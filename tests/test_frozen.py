@@ -102,8 +102,9 @@ def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
 
 
 def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
-    """SDF integrators and deterministic runs are traced with one notice line; a recording that
-    fails falls back to tracing and the failing step is not lost."""
+    """Mitsuba's integrators and deterministic runs are traced with one notice line; a recording
+    that fails, even after the step ran, falls back to tracing from the optimizer state before
+    it, and the failing step is run once."""
     import drjit as dr
     from rvs_mi.optimize.frozen import FrozenCore, blocker
     config = volume_config(tmp_path, "rvs", "uniform")
@@ -112,22 +113,37 @@ def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
     assert "deterministic" in blocker(problem.scene, problem.params, problem.keys, deterministic=True)
     assert blocker(problem.scene, problem.params, problem.keys) is None
     from rvs_mi.scene import load_scene
-    sdf = load_scene(scenes.path("sdf_sphere.xml"))
     import mitsuba as mi
-    assert "SDF" in blocker(sdf, mi.traverse(sdf), [])
+    cbox = load_scene(scenes.path("cbox.xml"))
+    assert "not an rvs-mi integrator" in blocker(cbox, mi.traverse(cbox), [])
     calls = []
 
-    def core(scene, params, opt, data):
+    def adam_step(opt, data):
+        dr.backward(dr.sum(dr.square(opt["x"] - data["target"])))
+        opt.step()
+
+    def core(scene, params, opt, data):              # a step that fails after it ran
         calls.append(bool(dr.flag(dr.JitFlag.FreezingScope)))
+        adam_step(opt, data)
         if calls[-1]:
             raise RuntimeError("a read-back while recording")
         return "traced"
+
+    def adam():
+        opt = mi.ad.Adam(lr=0.1, params={"x": mi.Float(1.0, 2.0)})
+        opt.set_learning_rate({"x": dr.opaque(mi.Float, 0.1)})
+        return opt
     notices = []
     frozen = FrozenCore(core, None, notices.append)
-    opt = mi.ad.Adam(lr=0.1, params={"x": mi.Float(1.0, 2.0)})
-    assert frozen(problem.scene, problem.params, opt, {"seed": mi.UInt32(1)}) == "traced"
-    assert frozen(problem.scene, problem.params, opt, {"seed": mi.UInt32(2)}) == "traced"
+    opt, reference = adam(), adam()
+    for target in (3.0, 5.0):
+        data = {"seed": mi.UInt32(1), "target": mi.Float(target)}
+        assert frozen(problem.scene, problem.params, opt, data) == "traced"
+        reference.set_learning_rate({"x": dr.opaque(mi.Float, 0.1)})
+        opt.set_learning_rate({"x": dr.opaque(mi.Float, 0.1)})
+        adam_step(reference, data)
     assert calls == [True, False, False] and frozen.failed == "a read-back while recording"
+    assert np.array_equal(np.array(opt["x"]), np.array(reference["x"]))      # each step ran once
     assert notices == ["rvs-mi optimize: steps are traced, not frozen: a read-back while recording"]
 
 
@@ -146,3 +162,26 @@ def test_deterministic_runs_are_traced_and_resume_bit_for_bit(tmp_path, capfd):
     a, c = (np.load(tmp_path / r / "params.npz") for r in "ac")
     for k in a.files:
         assert np.array_equal(a[k], c[k]), (k, np.abs(a[k] - c[k]).max())
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("sdf_sphere", []),
+    ("sdf_grid", ["upsample.at_steps=[]", "optimize.loss=\"l2\""]),
+    ("volume_neural", []),
+])
+def test_frozen_sdf_and_neural_steps_follow_the_traced_run(name, extra):
+    """The analytic and grid SDFs (multiscale loss, Laplacian) and the neural volume fields."""
+    config = load_config(scenes.path(f"configs/{name}.toml"),
+                         ["optimize.steps=6", "references.views=2", "references.test_views=0", "references.res=16",
+                          "references.spp=4", *extra])
+    global STEPS
+    saved, STEPS = STEPS, 6
+    try:
+        traced_loss, traced, _, _, _ = run_steps(config, frozen=False)
+        loss, replayed, core, notices, _ = run_steps(config, frozen=True)
+    finally:
+        STEPS = saved
+    assert notices == [] and 1 <= core.recordings <= 4, (notices, core.recordings)
+    assert np.abs(loss / traced_loss - 1).max() < 3e-3
+    for key, value in traced.items():
+        assert np.abs(replayed[key] - value).mean() < 1e-3 * np.abs(value).mean(), key

@@ -24,31 +24,38 @@ import sys
 
 import drjit as dr
 
+from ..errors import UserError
 from ..traversal import integrator_state
 
 
 def blocker(scene, params, keys, deterministic: bool = False) -> str | None:
     """Why the steps of this problem are traced rather than frozen (None: they are frozen).
 
-    Frozen steps are used where a replayed step was checked to follow the traced run:
-    rvs-mi's volume integrators with grid fields, optimizing their own grids, whole images and
-    sparse pixel batches. Deterministic runs are traced: a resumed run records its first step
-    where an uninterrupted one replays a recording made from other inputs, and the two split
-    (and round) their kernels differently.
+    Frozen steps are used with rvs-mi's integrators (grid, neural and Mitsuba-volume fields,
+    analytic, grid and neural SDFs), optimizing the integrator's own parameters, for whole
+    images and sparse pixel batches. Mitsuba's own integrators are traced: a replayed ``prb``
+    step did not see the texture updates of the steps before it. Deterministic runs are
+    traced: a resumed run records its first step where an uninterrupted one replays a
+    recording made from other inputs, and the two split (and round) their kernels differently.
     """
     if deterministic:
         return "deterministic runs are traced, so that a resumed run ends bit for bit like an uninterrupted one"
     integrator = scene.integrator()
-    check = getattr(integrator, "freeze_blocker", None)
-    if check is None:
-        return f"{type(integrator).__name__} is not an rvs-mi volume integrator"
-    reason = check()
-    if reason is not None:
-        return reason
+    if getattr(integrator, "jit_objects", None) is None:
+        return f"{type(integrator).__name__} is not an rvs-mi integrator"
     for key in keys:
-        if params.properties[key][2] is not integrator:
+        if not _owned_by(params, params.properties[key][2], integrator):
             return f"{key} is a parameter of another plugin than the integrator"
     return None
+
+
+def _owned_by(params, node, owner) -> bool:
+    """``node`` is ``owner`` or one of its children (``mi.traverse``'s hierarchy)."""
+    while node is not None:
+        if node is owner:
+            return True
+        node = params.hierarchy.get(node, (None, 0))[0]
+    return False
 
 
 class FrozenCore:
@@ -80,13 +87,28 @@ class FrozenCore:
             # add its own to them.
             for key in opt.keys():
                 dr.clear_grad(opt[key])
+            saved = _snapshot(opt)
             try:
                 return self.frozen(scene, params, opt, data, integrator_state(scene.integrator()))
-            except Exception as exc:               # recording failed: trace from now on
+            except UserError:
+                raise                                 # the input is wrong, not the recording
+            except Exception as exc:
+                # Recording failed, possibly after the step had run: restore the optimizer's
+                # state and run the step traced, now and from then on.
                 self._fall_back(_reason(exc))
-                for key in opt.keys():                # a partial backward pass may have left some
+                opt.state.update(saved)
+                for key in opt.keys():
                     dr.clear_grad(opt[key])
         return self.core(scene, params, opt, data)
+
+
+def _snapshot(opt) -> dict:
+    """The optimizer's per-parameter state as it stands (Dr.Jit arrays are immutable, so this
+    holds references, not copies). Learning-rate arrays get their own handles: ``dr.opt``
+    scales them in place during a step."""
+    def handle(lr):
+        return type(lr)(lr) if isinstance(lr, dr.ArrayBase) else lr
+    return {k: (value, promoted, handle(lr), extra) for k, (value, promoted, lr, extra) in opt.state.items()}
 
 
 def _reason(exc: BaseException) -> str:

@@ -46,11 +46,27 @@ def image_loss(image, ref, kind: str = DEFAULT_LOSS, delta: float = HUBER_DELTA,
         h, w, c = image.shape
         if h < 2 or w < 2:
             break
-        shape = (h // 2, w // 2, c)
-        image = dr.resample(image[: 2 * shape[0], : 2 * shape[1]], shape, filter="box")
-        ref = dr.resample(ref[: 2 * shape[0], : 2 * shape[1]], shape, filter="box")
+        image, ref = half(image), half(ref)
         total = total + dr.mean(pixel_loss(image, ref, kind, delta), axis=None)
     return total / levels
+
+
+def half(image):
+    """The H×W×C tensor box-downsampled by 2 (the mean of each 2×2 block; an odd last row or
+    column is dropped), by gathers: no resampling tables, so a frozen step can contain it."""
+    h, w, c = image.shape
+    H, W = h // 2, w // 2
+    i = dr.arange(_uint(image), H * W * c)
+    ch, pix = i % c, i // c
+    y, x = pix // W, pix % W
+    top = (2 * y * w + 2 * x) * c + ch
+    total = sum(dr.gather(type(image.array), image.array, top + off)
+                for off in (0, c, w * c, w * c + c))
+    return type(image)(total * 0.25, (H, W, c))
+
+
+def _uint(image):
+    return dr.uint32_array_t(type(image.array))
 
 
 def _diffs(grid):
