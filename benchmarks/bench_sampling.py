@@ -231,7 +231,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     notes = []
     if args.freeze:
         from rvs_mi.optimize.frozen import FrozenCore, blocker
-        core = FrozenCore(core, blocker(scene, params, keys), notes.append)
+        core = FrozenCore(core, blocker(scene, params, keys, sparse=sampler is not None), notes.append)
     flat = {}                   # one flat sensor per batch size (a frozen step then replays)
     stacked = sampling.stack_references(refs)
     curve = []

@@ -116,6 +116,9 @@ def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
     import mitsuba as mi
     cbox = load_scene(scenes.path("cbox.xml"))
     assert "not an rvs-mi integrator" in blocker(cbox, mi.traverse(cbox), [])
+    sdf = load_scene(scenes.path("sdf_sphere.xml"))
+    assert blocker(sdf, mi.traverse(sdf), []) is None
+    assert "sparse pixel lists" in blocker(sdf, mi.traverse(sdf), [], sparse=True)
     calls = []
 
     def adam_step(opt, data):

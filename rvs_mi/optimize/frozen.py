@@ -28,12 +28,15 @@ from ..errors import UserError
 from ..traversal import integrator_state
 
 
-def blocker(scene, params, keys, deterministic: bool = False) -> str | None:
+def blocker(scene, params, keys, deterministic: bool = False, sparse: bool = False) -> str | None:
     """Why the steps of this problem are traced rather than frozen (None: they are frozen).
 
     Frozen steps are used with rvs-mi's integrators (grid, neural and Mitsuba-volume fields,
     analytic, grid and neural SDFs), optimizing the integrator's own parameters, for whole
-    images and sparse pixel batches. Mitsuba's own integrators are traced: a replayed ``prb``
+    images, and for sparse pixel batches of the volume integrators (``sparse``). The SDF
+    integrators render pixel lists themselves, through the view's own sensor; a replay of
+    that path did not follow the traced run once the view changed, so it is traced. Mitsuba's
+    own integrators are traced: a replayed ``prb``
     step did not see the texture updates of the steps before it. Deterministic runs are
     traced: a resumed run records its first step where an uninterrupted one replays a
     recording made from other inputs, and the two split (and round) their kernels differently.
@@ -43,6 +46,8 @@ def blocker(scene, params, keys, deterministic: bool = False) -> str | None:
     integrator = scene.integrator()
     if getattr(integrator, "jit_objects", None) is None:
         return f"{type(integrator).__name__} is not an rvs-mi integrator"
+    if sparse and getattr(integrator, "render_pixels", None) is not None:
+        return f"{type(integrator).__name__} renders sparse pixel lists itself, which are traced"
     for key in keys:
         if not _owned_by(params, params.properties[key][2], integrator):
             return f"{key} is a parameter of another plugin than the integrator"
