@@ -28,7 +28,7 @@ def main():
     from rvs_mi.optimize.frozen import FrozenCore, blocker
     from rvs_mi.optimize.step import make_core, step
     T.STEPS = args.steps
-    print(f"| pixels per step | integrator | traced ms/step | frozen ms/step | frozen / traced | recordings |")
+    print("| pixels per step | integrator | traced ms/step | frozen ms/step | frozen / traced | recordings |")
     print("|---|---|---|---|---|---|")
     for sampler, budget in (("uniform", args.res ** 2 // 100), ("uniform", args.res ** 2 // 20), ("full", 1.0)):
         for integrator in ("rvs", "volquad"):

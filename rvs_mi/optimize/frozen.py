@@ -16,7 +16,8 @@ The arrays of rvs-mi's integrators reach ``dr.freeze`` as one more input
 
 If recording fails (an integrator that reads values back to the host while
 rendering, for example), the run says so in one line on stderr and traces
-every step from then on; the failed step is run again traced.
+every step from then on; the optimizer's state is restored to what it was
+before the failed call, and that step runs again, traced.
 """
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ def blocker(scene, params, keys, deterministic: bool = False, sparse: bool = Fal
 
     Frozen steps are used with rvs-mi's integrators (grid, neural and Mitsuba-volume fields,
     analytic, grid and neural SDFs), optimizing the integrator's own parameters, for whole
-    images, and for sparse pixel batches of the volume integrators (``sparse``). The SDF
-    integrators render pixel lists themselves, through the view's own sensor; a replay of
-    that path did not follow the traced run once the view changed, so it is traced. Mitsuba's
-    own integrators are traced: a replayed ``prb``
-    step did not see the texture updates of the steps before it. Deterministic runs are
-    traced: a resumed run records its first step where an uninterrupted one replays a
-    recording made from other inputs, and the two split (and round) their kernels differently.
+    images, and for sparse pixel batches of the volume integrators (``sparse``).
+
+    Traced instead: sparse batches of the SDF integrators (they render pixel lists through
+    the view's own sensor, and a replay of that path did not follow the traced run once the
+    view changed); Mitsuba's own integrators (a replayed ``prb`` step did not see the texture
+    updates of the steps before it); keys of other plugins; deterministic runs (a resumed run
+    records its first step where an uninterrupted one replays a recording made from other
+    inputs, and the two split, and round, their kernels differently).
     """
     if deterministic:
         return "deterministic runs are traced, so that a resumed run ends bit for bit like an uninterrupted one"

@@ -41,6 +41,6 @@ from .sampler import PixelSampler, make_sampler
 from .render import film_incompatibility, gather_pixels, render_indices, render_pixels, render_pixels_tangent
 from .loss import LOSSES, gather_reference, per_sample_loss, stack_references, weighted_loss
 
-__all__ = ["make_sampler", "render_pixels", "render_pixels_tangent", "gather_reference", "stack_references", "weighted_loss", "per_sample_loss",
+__all__ = ["make_sampler", "render_pixels", "render_indices", "render_pixels_tangent", "gather_reference", "stack_references", "weighted_loss", "per_sample_loss",
            "gather_pixels", "film_incompatibility", "resolve_budget", "PixelBatch", "PixelSampler", "SamplerOptions",
            "SAMPLER_DEFAULTS", "SAMPLERS", "STATISTICS", "VIEW_CHOICES", "LOSSES"]

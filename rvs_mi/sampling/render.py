@@ -102,8 +102,6 @@ def render_pixels(scene, params, sensors, batch, spp: int = 4, spp_grad: int | N
     the real film (see :func:`film_incompatibility`) as a full image and
     gathers the pixels (correct, not cheaper); the default raises UserError.
     """
-    import drjit as dr
-    import mitsuba as mi
     sensors = _check_sensors(sensors, batch)
     if fallback not in ("error", "full"):
         raise UserError(f"render_pixels: fallback must be 'error' or 'full', got {fallback!r}")

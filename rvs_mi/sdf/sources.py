@@ -64,7 +64,6 @@ def surface_tangent(n, t, d, do, dd):
 def sphere_interval(c, R, o, d, do, dd):
     """Segment of the ray inside the sphere (c, R), clipped to t ≥ 0, with u-derivatives."""
     import drjit as dr
-    import mitsuba as mi
     oc = o - c
     b = dr.dot(oc, d)
     disc = b * b - (dr.squared_norm(oc) - R * R)
