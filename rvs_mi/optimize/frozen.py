@@ -29,16 +29,15 @@ from ..errors import UserError
 from ..traversal import integrator_state
 
 
-def blocker(scene, params, keys, deterministic: bool = False, sparse: bool = False) -> str | None:
+def blocker(scene, params, keys, deterministic: bool = False) -> str | None:
     """Why the steps of this problem are traced rather than frozen (None: they are frozen).
 
     Frozen steps are used with rvs-mi's integrators (grid, neural and Mitsuba-volume fields,
     analytic, grid and neural SDFs), optimizing the integrator's own parameters, for whole
-    images, and for sparse pixel batches of the volume integrators (``sparse``).
+    images and sparse pixel batches (the SDF integrators' with one recording per view, see
+    ``step._inputs``).
 
-    Traced instead: sparse batches of the SDF integrators (they render pixel lists through
-    the view's own sensor, and a replay of that path did not follow the traced run once the
-    view changed); Mitsuba's own integrators (a replayed ``prb`` step did not see the texture
+    Traced instead: Mitsuba's own integrators (a replayed ``prb`` step did not see the texture
     updates of the steps before it); keys of other plugins; deterministic runs (a resumed run
     records its first step where an uninterrupted one replays a recording made from other
     inputs, and the two split, and round, their kernels differently).
@@ -48,8 +47,6 @@ def blocker(scene, params, keys, deterministic: bool = False, sparse: bool = Fal
     integrator = scene.integrator()
     if getattr(integrator, "jit_objects", None) is None:
         return f"{type(integrator).__name__} is not an rvs-mi integrator"
-    if sparse and getattr(integrator, "render_pixels", None) is not None:
-        return f"{type(integrator).__name__} renders sparse pixel lists itself, which are traced"
     for key in keys:
         if not _owned_by(params, params.properties[key][2], integrator):
             return f"{key} is a parameter of another plugin than the integrator"

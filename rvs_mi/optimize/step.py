@@ -154,6 +154,11 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
                 flat_pixel=flat.pixel_idx, weight=batch.weight, reference=reference)
     if sensor is not None:
         data["sensor"] = sensor
+        if getattr(problem.scene.integrator(), "render_pixels", None) is not None:
+            # The SDF integrators render the list through the view's own sensor; a replay of a
+            # recording made for another view did not follow the traced run. The view as a
+            # Python int makes a frozen step keep one recording per view.
+            data["view"] = batch.view
     dr.eval(data["reference"])
     return data, batch.view, batch, tangent
 
