@@ -1,11 +1,12 @@
 """One optimization step of ``rvs-mi optimize``, and the pieces it is made of.
 
 A step: grid upsampling when scheduled, the learning rate of the schedule,
-a render of one view (all pixels, or a sparse batch from a pixel sampler),
-image loss + regularizers, ``dr.backward``, the optimizer step, clamping,
-redistancing, ``params.update``. Every random choice is a function of
-(seed, step), so a run resumed from a checkpoint ends where an
-uninterrupted one does.
+the step's inputs (a whole view, or a sparse batch of one view or of all views
+from a pixel sampler), then the core (:func:`make_core`: render, image loss +
+regularizers, ``dr.backward``, the optimizer step, clamping; frozen by
+``rvs_mi.optimize.frozen``), then redistancing and ``params.update``. Every
+random choice is a function of (seed, step), so a run resumed from a
+checkpoint ends where an uninterrupted one does.
 """
 import contextlib
 import math
