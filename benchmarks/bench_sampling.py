@@ -231,7 +231,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
     notes = []
     if args.freeze:
         from rvs_mi.optimize.frozen import FrozenCore, blocker
-        core = FrozenCore(core, blocker(scene, params, keys), notes.append)
+        core = FrozenCore(core, blocker(scene, params, keys, sparse=sampler is not None), notes.append)
     flat = {}                   # one flat sensor per batch size (a frozen step then replays)
     stacked = sampling.stack_references(refs)
     curve = []
@@ -272,10 +272,8 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
             ref = sampling.gather_reference(stacked, batch)
             data.update(sources=sensors, flat=flat[batch.size], pixel=batch.pixel_index,
                         flat_pixel=flat[batch.size].pixel_idx, weight=batch.weight, reference=ref)
-            if batch.view is not None:
-                data["sensor"] = sensors[batch.view]
-                if getattr(scene.integrator(), "render_pixels", None) is not None:
-                    data["view"] = batch.view       # one recording per view (see optimize.step)
+            if batch.view is not None and getattr(scene.integrator(), "render_pixels", None) is not None:
+                data.update(sensor=sensors[batch.view], view=batch.view)  # one recording per view
             n = P if fallback == "full" else batch.size          # what was actually rendered
             if tangent is not None:
                 n *= 3                          # the loss render and the tangent's two

@@ -78,8 +78,8 @@ def run_steps(config, frozen: bool):
     return np.array(losses), {k: np.array(problem.params[k]) for k in problem.keys}, core, notices, still
 
 
-@pytest.mark.parametrize("integrator, sampler", [("rvs", "full"), ("rvs", "adaptive"), ("volquad", "uniform"),
-                                                 ("rvs_hier", "full"), ("rvs", "all")])
+@pytest.mark.parametrize("integrator, sampler", [("rvs", "adaptive"), ("volquad", "uniform"),
+                                                 ("rvs_hier", "uniform"), ("rvs", "all")])
 def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
     """Replayed steps give the traced run's losses and parameters, up to rounding (kernels split
     differently round differently)."""
@@ -102,7 +102,7 @@ def test_frozen_steps_give_the_traced_parameters(tmp_path, integrator, sampler):
 
 
 def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
-    """Mitsuba's integrators and deterministic runs are traced with one notice line; a recording
+    """Whole images, Mitsuba's integrators and deterministic runs are traced with one notice line; a recording
     that fails, even after the step ran, falls back to tracing from the optimizer state before
     it, and the failing step is run once."""
     import drjit as dr
@@ -111,6 +111,7 @@ def test_what_is_not_frozen_is_traced_with_one_notice(tmp_path):
     from rvs_mi.optimize import loop
     problem = loop.setup_problem(config)
     assert "deterministic" in blocker(problem.scene, problem.params, problem.keys, deterministic=True)
+    assert "whole-image" in blocker(problem.scene, problem.params, problem.keys, sparse=False)
     assert blocker(problem.scene, problem.params, problem.keys) is None
     from rvs_mi.scene import load_scene
     import mitsuba as mi
@@ -168,16 +169,15 @@ def test_deterministic_runs_are_traced_and_resume_bit_for_bit(tmp_path, capfd):
 
 @pytest.mark.parametrize("name, extra", [
     ("sdf_sphere", []),
-    ("sdf_sphere", ['sampler.name="uniform"', "sampler.budget=0.25"]),
-    ("sdf_grid", ["upsample.at_steps=[]", "optimize.loss=\"l2\""]),
+    ("sdf_grid", ["upsample.at_steps=[]", "optimize.multiscale=1"]),
     ("volume_neural", []),
 ])
 def test_frozen_sdf_and_neural_steps_follow_the_traced_run(name, extra):
-    """The analytic SDF (whole images, and sparse batches with one recording per view), the grid
-    SDF (multiscale loss, Laplacian) and the neural volume fields."""
+    """Sparse batches of the analytic SDF (one recording per view) and of the grid SDF
+    (Laplacian, redistancing), and of the neural volume fields."""
     config = load_config(scenes.path(f"configs/{name}.toml"),
                          ["optimize.steps=6", "references.views=2", "references.test_views=0", "references.res=16",
-                          "references.spp=4", *extra])
+                          "references.spp=4", 'sampler.name="uniform"', "sampler.budget=0.25", *extra])
     global STEPS
     saved, STEPS = STEPS, 6
     try:

@@ -202,7 +202,8 @@ def _core(config: Config, problem: Problem, sampler, deterministic: bool):
     core = make_core(config, problem, full_batches=sampler is not None and sampler.pixels.raster)
     if not config.optimize.freeze:
         return core
-    return FrozenCore(core, blocker(problem.scene, problem.params, problem.keys, deterministic))
+    return FrozenCore(core, blocker(problem.scene, problem.params, problem.keys, deterministic,
+                                    sparse=sampler is not None and not sampler.pixels.raster))
 
 
 def _steps(config: Config, problem: Problem, opt, sampler, core, out_dir, log, rows, first, stop_after, threads,

@@ -149,17 +149,16 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
         reference = sampling.gather_reference(problem.sparse_cache["stack"], batch)
     else:
         reference = sampling.gather_reference(problem.ref_train, batch)
-    sensor = None if batch.view is None else problem.train.sensors[batch.view]
     # the source sensors go in too: the flat sensor dispatches to them
     data.update(sources=list(problem.train.sensors), sensors=flat, pixel=batch.pixel_index,
                 flat_pixel=flat.pixel_idx, weight=batch.weight, reference=reference)
-    if sensor is not None:
-        data["sensor"] = sensor
-        if getattr(problem.scene.integrator(), "render_pixels", None) is not None:
-            # The SDF integrators render the list through the view's own sensor; a replay of a
-            # recording made for another view did not follow the traced run. The view as a
-            # Python int makes a frozen step keep one recording per view.
-            data["view"] = batch.view
+    own_pixels = getattr(problem.scene.integrator(), "render_pixels", None) is not None
+    if batch.view is not None and (own_pixels or batch.full):
+        # The SDF integrators render the list through the view's own sensor; a replay of a
+        # recording made for another view did not follow the traced run. The view as a
+        # Python int makes a frozen step keep one recording per view. (The flat sensor serves
+        # every other batch without the view's sensor, so their steps share one recording.)
+        data.update(sensor=problem.train.sensors[batch.view], view=batch.view)
     dr.eval(data["reference"])
     return data, batch.view, batch, tangent
 

@@ -119,19 +119,18 @@ def render_indices(scene, params, sensors, sensor, pixel_index, flat_index, full
     """:func:`render_pixels` after its checks: the pixels ``pixel_index`` of ``sensor``'s
     image, which are ``flat_index`` (view·P + pixel) of the flat sensor over ``sensors``
     (``sensors`` may also be such a flat sensor, its ``pixel_idx`` already set).
-    ``sensor`` is None for a batch over several views (``flat_index`` only).
+    ``sensor`` may be None where the flat sensor serves (``flat_index`` only), as it must for a
+    batch over several views.
     ``seed`` may be an opaque ``mi.UInt32`` (``seed_grad = 0`` then lets ``mi.render``
     derive the gradient seed), so that ``dr.freeze`` can record a step that calls it."""
     import drjit as dr
     import mitsuba as mi
     integ = integrator if integrator is not None else scene.integrator()
     own_sparse = getattr(integ, "render_pixels", None)
-    if sensor is None:                        # a batch over several views: the flat sensor only
-        reason = ("it renders the pixels of one view at a time" if own_sparse is not None
-                  else film_incompatibility(integ))
-        if reason is not None:
+    if sensor is None:                        # the flat sensor only (a batch over several views)
+        if own_sparse is not None:
             raise UserError(f"render_pixels: integrator {type(integ).__name__} cannot render a batch over "
-                            f"several views (view_choice \"all\"): {reason}")
+                            "several views (view_choice \"all\"): it renders the pixels of one view at a time")
         sensor = sensors if isinstance(sensors, mi.Sensor) else sensors[0]
     channels = sensor.film().base_channels_count()
     if own_sparse is not None and not full:
