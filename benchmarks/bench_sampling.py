@@ -267,7 +267,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
                 _, tangent = sampling.render_pixels_tangent(scene, params, sensors, batch, keys, spp=args.spp,
                                                             seed=s + 7, direction_seed=s)
             if batch.size not in flat:
-                flat[batch.size] = sampling.render._flat_sensor(sensors, batch.size, 3)
+                flat[batch.size] = sampling.render.flat_sensor(sensors, batch.size, 3)
             flat[batch.size].pixel_idx = batch.flat_index
             ref = sampling.gather_reference(stacked, batch)
             data.update(sources=sensors, flat=flat[batch.size], pixel=batch.pixel_index,

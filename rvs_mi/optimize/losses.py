@@ -56,17 +56,13 @@ def half(image):
     column is dropped), by gathers: no resampling tables, so a frozen step can contain it."""
     h, w, c = image.shape
     H, W = h // 2, w // 2
-    i = dr.arange(_uint(image), H * W * c)
+    i = dr.arange(dr.uint32_array_t(type(image.array)), H * W * c)
     ch, pix = i % c, i // c
     y, x = pix // W, pix % W
     top = (2 * y * w + 2 * x) * c + ch
     total = sum(dr.gather(type(image.array), image.array, top + off)
                 for off in (0, c, w * c, w * c + c))
     return type(image)(total * 0.25, (H, W, c))
-
-
-def _uint(image):
-    return dr.uint32_array_t(type(image.array))
 
 
 def _diffs(grid):

@@ -169,9 +169,9 @@ def _flat_sensor(problem: Problem, n: int):
     A new sensor object per step would make a frozen step record again at every step.
     (``problem.sparse_cache`` also keeps the stacked references of batches over all views.)"""
     if n not in problem.sparse_cache:
-        from ..sampling.render import _flat_sensor as make
+        from ..sampling.render import flat_sensor
         sensors = list(problem.train.sensors)
-        problem.sparse_cache[n] = make(sensors, n, sensors[0].film().base_channels_count())
+        problem.sparse_cache[n] = flat_sensor(sensors, n, sensors[0].film().base_channels_count())
     return problem.sparse_cache[n]
 
 

@@ -37,15 +37,6 @@ class PixelBatch:
 
 
     @property
-    def sample_views(self):
-        """The view of each sample (``mi.UInt32``, length N)."""
-        import drjit as dr
-        import mitsuba as mi
-        if self.views is not None:
-            return self.views
-        return dr.full(mi.UInt32, self.view, self.size)
-
-    @property
     def flat_index(self):
         """view·P + pixel of each sample: its pixel in all views' images laid end to end
         (``mi.UInt32``, the flat sensor's and :func:`gather_reference`'s index)."""

@@ -20,8 +20,8 @@ class UniformPixels:
 
     uses_statistic = False
 
-    def __init__(self, grid: TileGrid, n_samples: int, raster: bool):
-        self.grid, self.n_samples, self.raster = grid, n_samples, raster
+    def __init__(self, grid: TileGrid, n_views: int, n_samples: int, raster: bool):
+        self.grid, self.n_views, self.n_samples, self.raster = grid, n_views, n_samples, raster
         self.dims = 0 if raster else 1          # uniform variates per sample
 
     def sample(self, view: int, u: list):
@@ -39,6 +39,10 @@ class UniformPixels:
         idx, tile, q = self.sample(0, u)
         view = dr.minimum(mi.UInt32(u[-1] * n_views), n_views - 1)
         return idx, tile, view, q / n_views
+
+    def view_mass(self) -> np.ndarray:
+        """The views' shares of the joint distribution: 1/V each."""
+        return np.full(self.n_views, 1.0 / self.n_views)
 
     def tile_mass(self, view: int) -> np.ndarray:
         """m_t = n_t / P."""
@@ -137,4 +141,4 @@ def pixel_distribution(name: str, grid: TileGrid, n_views: int, n_samples: int, 
     adaptive distribution over the tiles of all views."""
     if name == "adaptive":
         return TilePixels(grid, n_views, n_samples, beta, joint)
-    return UniformPixels(grid, n_samples, raster=(name == "full"))
+    return UniformPixels(grid, n_views, n_samples, raster=(name == "full"))

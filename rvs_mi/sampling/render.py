@@ -73,7 +73,7 @@ def _check_sensors(sensors, batch):
     return list(sensors)
 
 
-def _flat_sensor(sensors, n: int, channels: int):
+def flat_sensor(sensors, n: int, channels: int):
     """A fresh flat sensor over ``sensors`` with a 1×n film (one per call, so that a
     pending backward pass keeps its own pixel indices)."""
     import mitsuba as mi
@@ -152,7 +152,7 @@ def render_indices(scene, params, sensors, sensor, pixel_index, flat_index, full
     if isinstance(sensors, mi.Sensor):        # a flat sensor made by the caller, pixels set
         flat = sensors
     else:
-        flat = _flat_sensor(sensors, n, channels)
+        flat = flat_sensor(sensors, n, channels)
         flat.pixel_idx = mi.UInt32(flat_index)
         dr.eval(flat.pixel_idx)
     image = mi.render(scene, params, sensor=flat, integrator=integ, spp=spp, spp_grad=spp_grad,

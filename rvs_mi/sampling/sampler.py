@@ -167,8 +167,7 @@ class PixelSampler:
         """Current r_v of the views (sums to 1): with ``view_choice="all"`` the views' shares
         of the joint distribution."""
         if self.joint:
-            return self.pixels.view_mass() if hasattr(self.pixels, "view_mass") else \
-                np.full(self.n_views, 1.0 / self.n_views)
+            return self.pixels.view_mass()
         return self.views.prob.copy()
 
     # ------------------------------------------------------------------ state
