@@ -16,7 +16,7 @@ import mitsuba as mi
 from rvs_mi import passes
 from rvs_mi.errors import UserError
 from rvs_mi.scene import BASE_INTEGRATOR_PROPERTIES, prop, refuse_properties
-from rvs_mi.sdf.grid import GridSDF
+from rvs_mi.sdf.grid import SPLINES, GridSDF
 from rvs_mi.sdf.options import SDFOptions
 from rvs_mi.sdf.render import render_sdf
 from rvs_mi.sdf.shading import Albedo
@@ -39,7 +39,8 @@ def _source(props):
         if not isinstance(volume, mi.Volume):
             raise UserError("'sdf' must be a <volume type=\"gridvolume\">")
         refuse_properties(props, _ANALYTIC, "applies to an analytic sdf_shape, not to an <volume name=\"sdf\">")
-        return GridSDF(volume)
+        return GridSDF(volume, prop(props, "sdf_spline", str, "interpolating", choices=SPLINES))
+    refuse_properties(props, ["sdf_spline"], "applies to a grid SDF (<volume name=\"sdf\">)")
     if shape is not None:
         if shape not in _SHAPE_PROPERTIES:
             raise UserError(f"unknown sdf_shape {shape!r}; expected one of {', '.join(_SHAPE_PROPERTIES)}")

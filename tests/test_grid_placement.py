@@ -122,19 +122,40 @@ def _plane_sdf_grid(to_world, n, offset, res=8):
     return (w[..., :3] @ n + offset)[..., None].astype(np.float32)
 
 
-@pytest.mark.parametrize("wrap_mode", WRAPS)
-def test_grid_sdf_reproduces_a_plane_under_an_affine_placement(wrap_mode):
-    """A cubic B-spline reproduces linear data: f, ∇f = n and H = 0 away from the faces."""
+@pytest.mark.parametrize("wrap_mode, spline", [("clamp", "interpolating")]
+                         + [(w, "smoothing") for w in WRAPS])
+def test_grid_sdf_reproduces_a_plane_under_an_affine_placement(wrap_mode, spline):
+    """A cubic B-spline reproduces linear data: f, ∇f = n and H = 0 away from the faces. (The
+    interpolating spline with repeat or mirror wrapping interpolates a periodic or mirrored
+    extension of the data, which a plane is not.)"""
     rng = np.random.default_rng(7)
     to_world = _affine(rng, "general")
     n = np.array(_unit([0.3, -0.8, 0.5]))
-    sdf = GridSDF(_gridvolume(_plane_sdf_grid(to_world, n, 0.25), to_world, wrap_mode=wrap_mode))
+    sdf = GridSDF(_gridvolume(_plane_sdf_grid(to_world, n, 0.25), to_world, wrap_mode=wrap_mode), spline)
     p = _world_points(to_world, rng, n=400, lo=0.3, hi=0.7)
     f, g, H = sdf.eval(p, order=2)
     want = np.array([np.array(p.x), np.array(p.y), np.array(p.z)]).T @ n + 0.25
     assert np.abs(np.array(f) - want).max() < 2e-5
     assert np.abs(np.array([np.array(g.x), np.array(g.y), np.array(g.z)]).T - n).max() < 2e-4
     assert max(np.abs(np.array(H[i][j])).max() for i in range(3) for j in range(3)) < 2e-3
+
+
+@pytest.mark.parametrize("wrap_mode", WRAPS)
+def test_interpolating_grid_sdf_passes_through_the_voxel_values(wrap_mode):
+    """The interpolating spline takes the voxel values at the voxel centres (random data, 6 × 7 × 5
+    voxels, points at the centres in world space); the smoothing one does not."""
+    rng = np.random.default_rng(3)
+    to_world = _affine(rng, "general")
+    values = rng.normal(size=(5, 7, 6, 1)).astype(np.float32)
+    z, y, x = np.meshgrid(*[(np.arange(k) + 0.5) / k for k in (5, 7, 6)], indexing="ij")
+    u = np.stack([x, y, z, np.ones_like(x)], axis=-1).reshape(-1, 4)
+    w = u @ np.array(to_world.matrix, dtype=np.float64).T
+    p = mi.Point3f(*[mi.Float(w[:, k].astype(np.float32)) for k in range(3)])
+    errors = {}
+    for spline in ("interpolating", "smoothing"):
+        sdf = GridSDF(_gridvolume(values, to_world, wrap_mode=wrap_mode), spline)
+        errors[spline] = np.abs(np.array(sdf.eval(p)[0]) - values.ravel()).max()
+    assert errors["interpolating"] < 1e-4 < 0.1 < errors["smoothing"], errors
 
 
 def test_grid_sdf_interval_follows_the_placement():
@@ -155,6 +176,8 @@ def test_grid_sdf_refusals():
     with pytest.raises(UserError, match='filter_type="nearest"'):
         GridSDF(_gridvolume(np.ones((4, 4, 4, 1), np.float32), box, "nearest"))
     volume = _gridvolume(np.ones((4, 4, 4, 1), np.float32), box)
+    with pytest.raises(UserError, match="sdf_spline must be interpolating or smoothing"):
+        GridSDF(volume, "cubic")
     sdf = GridSDF(volume)
     params = mi.traverse(volume)
     bad = np.ones((4, 4, 4, 1), np.float32)

@@ -143,6 +143,10 @@ class NeuralSDF:
         if n != self.n_params:
             raise UserError(f"sdf.weights must have {self.n_params} entries (got {n})")
 
+    def evaluator(self):
+        """The source itself (its evaluations need no shared precomputation)."""
+        return self
+
     # ------------------------------------------------------------------ bounds
     def extent_radius(self):
         import drjit as dr

@@ -23,6 +23,7 @@ _RULES = (
     ("top_k", int, lambda v: v == 0 or v >= 2, "0 (all points) or >= 2"),
     ("epsilon", float, lambda v: v > 0, "> 0"),
     ("max_steps", int, lambda v: v >= 1, ">= 1"),
+    ("hit_epsilon", float, lambda v: 0 < v <= 0.1, "in (0, 0.1]"),
     ("shading", str, lambda v: v in SHADINGS, "emissive or diffuse"),
     ("emitter_samples", int, lambda v: v >= 1, ">= 1"),
 )
@@ -55,6 +56,7 @@ class SDFOptions:
     top_k: int = 0              # 0: every tracer point; k ≥ 2: the k largest weights (Eq. 14)
     epsilon: float | None = None    # ε of S; None: EPSILON_ALL or EPSILON_TOP_K by top_k
     max_steps: int = 64         # sphere-tracing points per ray
+    hit_epsilon: float = 1e-3   # traced f + τ converged below τ = hit_epsilon · extent radius
     shading: str = "emissive"   # emissive: L = albedo; diffuse: Lambertian, emitter sampling
     emitter_samples: int = 1    # emitter samples per shaded point (diffuse), averaged
     warp: bool = True           # boundary warp (sdf_reparam) or plain AD (sdf_naive)

@@ -22,7 +22,7 @@ import drjit as dr
 import mitsuba as mi
 
 from .bundle import RayBundle
-from .trace import HIT_EPS, sphere_trace, trace_visibility
+from .trace import SHADOW_EPS, sphere_trace, trace_visibility
 from .warp_recorded import recorded_warp
 from .warp_streaming import streaming_warp
 
@@ -30,7 +30,9 @@ from .warp_streaming import streaming_warp
 # (|cos| < 0.05, a sliver next to silhouettes) otherwise give heavy-tailed
 # shading derivatives (∝ 1/|∇f·d|) that dominate the variance of the gradient.
 GRAZING = 0.05
-SHADOW_OFFSET = 5 * HIT_EPS   # > HIT_EPS + the hit residual (≤ HIT_EPS)
+# Shadow rays start SHADOW_OFFSET · R off the surface (R: the SDF's extent radius), beyond
+# the shadow test's own threshold SHADOW_EPS · R.
+SHADOW_OFFSET = 5 * SHADOW_EPS
 
 
 class Albedo:
@@ -80,6 +82,7 @@ def implicit_hit(source, o, d, t):
 
 def shade(opts, source, albedo, scene, proj, u, ls, use_warp):
     """Radiance along the (warped) primary ray through u: (L, V, div, alpha)."""
+    source = source.evaluator()         # (a grid's control points, computed once here)
     trace, V, div = trace_primary(opts, source, scene, proj, u, use_warp)
     uw = u + V                                  # value u, θ-derivative V   (T(u, θ))
     ow, dw, maxt = proj.ray_simple(uw)
@@ -135,13 +138,14 @@ def direct_light(opts, source, scene, p, n, ls, active):
     it.n = n
     ds, em_w = scene.sample_emitter_direction(it, ls, False, active)
     with dr.suspend_grad():
-        po = dr.detach(p) + SHADOW_OFFSET * dr.detach(n) * dr.sign(dr.dot(dr.detach(n), ds.d))
+        offset = SHADOW_OFFSET * source.extent_radius()
+        po = dr.detach(p) + offset * dr.detach(n) * dr.sign(dr.dot(dr.detach(n), ds.d))
         dist = dr.detach(ds.dist) * (1.0 - 1e-3)
         # An infinite emitter's ds.dist spans the scene's bounding sphere, which holds the
         # meshes but not the SDF: the SDF shadow ray runs to the end of the SDF's bound.
         infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
         vis = trace_visibility(source, po, dr.detach(ds.d), dr.select(infinite, dr.inf, dist),
-                               opts.max_steps)
+                               opts)
         vis &= ~scene.ray_test(mi.Ray3f(po, dr.detach(ds.d), dist), active)
     return ds, em_w, vis
 

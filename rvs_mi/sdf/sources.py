@@ -160,6 +160,10 @@ class AnalyticSDF:
     def parameters_changed(self):
         self.check()
 
+    def evaluator(self):
+        """The source itself (its evaluations need no shared precomputation)."""
+        return self
+
     def extent_radius(self):
         """Radius about the center that contains the surface (detached Dr.Jit Float)."""
         import drjit as dr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import drjit as dr
 import mitsuba as mi
 
+from .trace import offset
 from .warp import W0, Warp, WarpSums, fade_of, point_velocity, point_weight
 
 C_REL = 1e-3   # relative part of the zero-velocity weight: w_0 = W0 + C_REL·max_i w^q_i
@@ -83,7 +84,7 @@ def _slot(source, proj, trace, ray, ij, opts):
         here, before, after = trace.point(ij), trace.point(mi.UInt32(im)), trace.point(ip)
         x, dx = ray.point(here.t, here.dt)
         f, g, H = source.eval(x, 2)
-        f, g, H = dr.detach(f), dr.detach(g), dr.detach(H)
+        f, g, H = dr.detach(f) + offset(source, opts), dr.detach(g), dr.detach(H)   # traced f + τ
         wq, dwq, Hdx = point_weight(f, g, H, here.S, ray, dx, (before.t, before.dt),
                                     (after.t, after.dt), opts.gamma, opts.lambda_d)
     P, divP = point_velocity(source, proj, x, dx, g, Hdx)
@@ -91,7 +92,7 @@ def _slot(source, proj, trace, ray, ij, opts):
 
 
 def _fade(source, trace, ray):
-    """φ and ∇_u φ (``warp.fade_of``) from the recorded point of smallest f."""
+    """φ and ∇_u φ (``warp.fade_of``) from the recorded point of smallest (traced) f."""
     with dr.suspend_grad():
         f_min = trace.point(0).f
         i_min = dr.zeros(mi.UInt32, dr.width(f_min))

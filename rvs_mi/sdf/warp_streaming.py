@@ -21,19 +21,20 @@ import drjit as dr
 import mitsuba as mi
 
 from .bundle import Struct
-from .trace import Trace, converged
+from .trace import finish, offset
 from .warp import W0, Warp, WarpSums, fade_of, point_S, point_velocity, point_weight
 
 
 class Nearest(Struct):
-    """The tracer point of smallest f so far: f_min and ∇_u f_min = ∇f·∂_a x there."""
-    DRJIT_STRUCT = {"f": mi.Float, "df": mi.Vector2f}
+    """The tracer point of smallest f so far: its t, f_min and ∇_u f_min = ∇f·∂_a x there."""
+    DRJIT_STRUCT = {"t": mi.Float, "f": mi.Float, "df": mi.Vector2f}
 
-    def update(self, f, g, dx, first):
-        """The nearer of this and the point with (f, ∇f, ∂_a x); ``first`` takes the point."""
+    def update(self, t, f, g, dx, first):
+        """The nearer of this and the point at t with (f, ∇f, ∂_a x); ``first`` takes the point."""
         smaller = (f < self.f) | first
         df = mi.Vector2f(dr.dot(g, dx[0]), dr.dot(g, dx[1]))
-        return Nearest(f=dr.select(smaller, f, self.f), df=dr.select(smaller, df, self.df))
+        return Nearest(t=dr.select(smaller, t, self.t), f=dr.select(smaller, f, self.f),
+                       df=dr.select(smaller, df, self.df))
 
 
 def streaming_warp(source, proj, ray, opts):
@@ -42,28 +43,28 @@ def streaming_warp(source, proj, ray, opts):
     Returns (Trace, Warp); the trace records no points.
     """
     ray = dr.detach(ray)
-    sums, nearest, t_last, f_last = _trace_and_sum(source, proj, ray, opts)
-    with dr.suspend_grad():
-        hit = converged(ray, t_last, f_last)
+    tau = offset(source, opts)
+    sums, nearest, t_last = _trace_and_sum(source, proj, ray, opts, tau)
     V, div = sums.warp(*fade_of(source, nearest.f, nearest.df, t_last > ray.t0))
-    return Trace(opts.max_steps, t_last, f_last, hit), Warp(V=V, div=div, weight_sum=sums.W, kept=0)
+    return finish(source, ray, nearest.t, nearest.f, None, opts, tau), Warp(V=V, div=div, weight_sum=sums.W, kept=0)
 
 
 @dr.syntax
-def _trace_and_sum(source, proj, ray, opts):
-    """The loop: (WarpSums, Nearest, t and f of the last point)."""
+def _trace_and_sum(source, proj, ray, opts, tau):
+    """The loop on the traced function f + τ (``trace``): (WarpSums, Nearest, t of the last
+    point)."""
     n, gamma, lambda_d, epsilon = opts.max_steps, opts.gamma, opts.lambda_d, opts.epsilon
     zero = dr.zeros(mi.Float, dr.width(ray.t0))
     i = mi.UInt32(0)
     t_prev, dt_prev = mi.Float(ray.t0), mi.Vector2f(ray.dt0)       # x_{i−1} (x_0 at the start)
-    t_last, f_last = mi.Float(ray.t0), mi.Float(zero)
+    t_last = mi.Float(ray.t0)
     sums = WarpSums.start(mi.Float(zero) + W0, mi.Vector2f(zero, zero))
-    nearest = Nearest(f=mi.Float(zero), df=mi.Vector2f(zero, zero))
+    nearest = Nearest(t=mi.Float(zero), f=mi.Float(zero), df=mi.Vector2f(zero, zero))
     while dr.hint(i < n, max_iterations=-1, label="sdf_trace_warp"):
         with dr.suspend_grad():
             x, dx = ray.point(ray.t, ray.dt)
             f, g, H = source.eval(x, 2)
-            f, g, H = dr.detach(f), dr.detach(g), dr.detach(H)
+            f, g, H = dr.detach(f) + tau, dr.detach(g), dr.detach(H)
             # the next point (Eq. 13 needs t_{i+1}; the last point's is its own)
             following = ray.step(f, g, dx)
             last = i + 1 == n
@@ -71,10 +72,10 @@ def _trace_and_sum(source, proj, ray, opts):
             S = point_S(f, g, ray.d, lambda_d, epsilon)                # Eq. 11 (+ε)
             wq, dwq, Hdx = point_weight(f, g, H, S, ray, dx, (t_prev, dt_prev), after, gamma, lambda_d)
             # free-space fade: the smallest f along the ray and its u-derivative
-            nearest = nearest.update(f, g, dx, i == 0)
+            nearest = nearest.update(ray.t, f, g, dx, i == 0)
         P, divP = point_velocity(source, proj, x, dx, g, Hdx)
         sums = sums.add(wq, dwq, P, divP)
-        t_prev, dt_prev, t_last, f_last = ray.t, ray.dt, ray.t, f
+        t_prev, dt_prev, t_last = ray.t, ray.dt, ray.t
         ray = following
         i += 1
-    return sums, nearest, t_last, f_last
+    return sums, nearest, t_last
