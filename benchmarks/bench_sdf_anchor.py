@@ -123,7 +123,9 @@ def mesh_scene(shape, shading, res, spp, folder, segments):
         mesh["emitter"] = {"type": "area", "radiance": {"type": "rgb", "value": 0.8}}
     else:
         mesh["bsdf"] = {"type": "diffuse", "reflectance": {"type": "rgb", "value": 0.8}}
-    scene = {"type": "scene", "integrator": {"type": "direct_projective"}, "mesh": mesh,
+    # An emissive scene has no indirect silhouettes: sppi = 0, as direct_projective advises.
+    integ = {"type": "direct_projective"} if shading == "diffuse" else {"type": "direct_projective", "sppi": 0}
+    scene = {"type": "scene", "integrator": integ, "mesh": mesh,
              "sensor": _sensor(shape, res, spp)}
     if shading == "diffuse":
         scene["light"] = LIGHT

@@ -8,6 +8,22 @@ pixel's own edges do not move with the warp, ∂θ I_p also contains the flux
 each of the pixel's 4 edges (unit length) at a shared offset and adds
 −Σ_e L(s_e) V(s_e)·n_e, a term whose value is 0. In primal mode only the interior samples are traced.
 
+Control variate. For any radiance L_p that is constant over the pixel,
+∫_U L_p div V du − ∮_∂U L_p V·n ds = 0 (divergence theorem, V continuous),
+so L may be replaced by L − L_p in both terms without changing the
+expected gradient:
+
+    interior: L (1 + div V) − L_p div V,    edges: −(L − L_p) V·n         (C1)
+
+With L_p the radiance through the pixel's centre (traced once per pixel,
+detached, with its own light sample), a sample whose interior and edge
+points see the radiance of the centre contributes 0 to the gradient:
+inside an emissive shape, whose pixels have no gradient, the terms
+otherwise cancel only on average. Applied with the all-points warp
+(``top_k`` = 0); with a top-k subset (Eq. 14) it biased a sphere's
+translation gradient (11.9% off FD instead of 3.5%), so the divergence
+theorem does not hold closely enough for that warp's V and div V.
+
 Works per pixel, so any pixel subset could be rendered the same way provided
 the u coordinates are the real sensor's (see ``Projection``).
 """
@@ -45,14 +61,29 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
         dr.eval(u, ls, pix, edge)
     L, V, div, alpha = shade(opts, source, albedo, scene, proj, u, ls, use_warp)
     if use_warp:
+        Lp = 0.0
+        if opts.streams(use_warp):
+            Lp = dr.gather(mi.Color3f, _centre_radiance(opts, source, albedo, scene, proj, W, H, pixels), pix)
         flux = -(V.x * nrm.x + V.y * nrm.y)
-        value = dr.select(edge, dr.detach(L) * flux, L * (1.0 + div))
+        value = dr.select(edge, dr.detach(L - Lp) * flux, L * (1.0 + div) - Lp * div)       # (C1)
     else:
         value = L
     slots = W * H if pixels is None else dr.width(pixels)
     channels = film.base_channels_count()
     img = _accumulate(value, dr.select(edge, 0.0, alpha), pix, slots, channels, spp)
     return mi.TensorXf(img, (H, W, channels) if pixels is None else (slots, channels))
+
+
+def _centre_radiance(opts, source, albedo, scene, proj, W, H, pixels):
+    """L_p of (C1): the detached radiance through the centre of each output slot's pixel (the
+    film's pixels row-major, or ``pixels``), with the light sample (0.5, 0.5)."""
+    with dr.suspend_grad():
+        film_pix = dr.arange(mi.UInt32, W * H) if pixels is None else pixels
+        u = mi.Vector2f(mi.Float(film_pix % W) + 0.5, mi.Float(film_pix // W) + 0.5)
+        ls = [mi.Point2f(0.5, 0.5)] * opts.emitter_samples
+        L = shade(opts, source, albedo, scene, proj, u, ls, False)[0]
+        dr.eval(L)
+        return dr.detach(L)
 
 
 def _pixel_samples(sampler, W, H, spp, pixels=None, emitter_samples=1):

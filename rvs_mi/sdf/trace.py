@@ -11,20 +11,22 @@ hand): ∂t_{i+1} = ∂t_i + ∇f(x_i)·∂x_i, with ∂x_i = ∂o + ∂t_i d + 
 (``RayBundle.step``).
 
 Hits. The tracer marches on f + τ, not on f, with τ = ``hit_epsilon`` · R
-(R: the SDF's extent radius, ``source.extent_radius()``), and has
-converged where its last point has |f + τ| < τ before the segment's end:
-there f ∈ (−2τ, 0), so the ray meets the surface f = 0. A ray that passes
-within τ of the surface without meeting it keeps f + τ > τ and is a miss:
-the rendered silhouette is the zero level set's, wherever ``max_steps``
-bring the grazing rays to convergence. (Marching on f with |f| < τ would
-render the level set f = τ instead, a sphere of radius r + ~τ.) Near the
-silhouette, grazing rays creep towards their tangent point in steps of ~τ
-and reach it within ``max_steps``, so the warp's weights, which peak where
-the traced f + τ and ∇f·d are small, sit at the tangent point of the
-silhouette the image has (a smaller τ leaves them short of it).
+(R: the SDF's extent radius, ``source.extent_radius()``). A ray hits where
+one of its points has f + τ < τ, i.e. f < 0, before the segment's end: it
+has met the surface f = 0. A ray that passes within τ of the surface
+without meeting it keeps f + τ > τ and is a miss, so the rendered
+silhouette is the zero level set's, wherever ``max_steps`` bring the
+grazing rays that meet the surface below f + τ = τ. (Marching on f with
+|f| < τ as the hit test renders the level set f = τ instead, a sphere of
+radius r + ~τ.) Near the silhouette, grazing rays creep towards their
+tangent point in steps of ~τ and pass it within ``max_steps``, so the
+warp's weights, which peak where the traced f + τ and ∇f·d are small, sit
+at the tangent point of the silhouette the image has; rays tracing f
+itself creep in ever smaller steps and stop short of it.
 
-The converged point lies up to 2τ inside the surface; ``refine`` moves it
-onto the root of f where the ray enters, with the quadratic model of f
+The point of smallest f + τ lies inside the surface (up to 2τ deep where
+the trace converged); ``refine`` moves it onto the root of f where the ray
+enters, with the quadratic model of f
 along the ray at the point t,
 
     f(t + s) ≈ f + (∇f·d) s + ½ (dᵀ H d) s²                  (R1)
