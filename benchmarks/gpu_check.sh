@@ -39,9 +39,11 @@ run tests "$PY" -m pytest -q tests
 run bench_passes "$PY" benchmarks/bench_passes.py $QUICK
 run bench_nerf "$PY" benchmarks/bench_nerf.py --data "$OUT/nerf_data" --steps "$STEPS" --out "$OUT/nerf"
 run bench_tab12_neural "$PY" benchmarks/bench_tab12.py --neural --res 128 --steps "$STEPS"
+run bench_freeze "$PY" benchmarks/bench_freeze.py
+run bench_sdf_anchor "$PY" benchmarks/bench_sdf_anchor.py
 
 cat "$TABLE"
-for name in bench_passes bench_nerf bench_tab12_neural; do
+for name in bench_passes bench_nerf bench_tab12_neural bench_freeze bench_sdf_anchor; do
     printf '\n%s:\n' "$name"
     grep '^|' "$OUT/$name.txt"
 done
