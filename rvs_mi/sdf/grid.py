@@ -9,11 +9,11 @@ A cubic B-spline with control points c takes at voxel centre i the value
 it smooths them: a 32³ grid of a sphere's exact distance renders a sphere
 0.6% too small in area. ``spline="interpolating"`` (the default) first
 solves (G1) for the c whose spline passes through the voxel values, along
-each axis in turn: c = B⁻¹ v with B the n×n matrix of (G1). B⁻¹ is
-symmetric and its entries fall off as (2 − √3)^|i−j| (0.27 per voxel), so
-each axis applies the 2·PREFILTER_REACH + 1 taps about the diagonal (the
-rest are < 1e-6 of the diagonal): a linear map of the values, differentiated
-by Dr.Jit like the spline itself. With ``clamp`` wrapping the control points
+each axis in turn: c = B⁻¹ v with B the n×n matrix of (G1). The entries of
+B⁻¹ fall off as (2 − √3)^|i−j| (0.27 per voxel), so each axis applies the
+2·PREFILTER_REACH + 1 taps about the diagonal (the rest are < 1e-6 of the
+diagonal): a linear map of the values, a custom AD operation whose
+derivatives are the same map (forward) and its transpose (reverse). With ``clamp`` wrapping the control points
 extend one voxel past each face, linearly, so a plane stays a plane up to
 the faces (clamped control points would bend it there). ``spline="smoothing"`` uses the voxel
 values as the control points.
@@ -198,9 +198,10 @@ def _filter(data, res, taps: Taps, transpose: bool = False):
 def prefilter(data, res, taps: Taps):
     """Control points of the flat grid ``data`` (z-major, x fastest; ``res`` = (x, y, z)) whose
     tricubic B-spline interpolates it: (G1) solved along x, y, then z with ``taps`` (with
-    ``clamp`` wrapping, res + 2 control points per axis). A custom AD operation: its derivatives are the same map (forward) and its transpose (reverse),
-    evaluated as whole arrays, so that the kernels that gather from the control points read
-    stored tangents rather than recompute them."""
+    ``clamp`` wrapping, res + 2 control points per axis). A custom AD operation: its
+    derivatives are the same map (forward) and its transpose (reverse), evaluated as whole
+    arrays, so that the kernels that gather from the control points read stored tangents
+    rather than recompute them."""
     return dr.custom(PrefilterOp, data, res, taps)
 
 
@@ -317,10 +318,10 @@ class GridSDF:
 
     def evaluator(self) -> "GridSDF":
         """A copy whose evaluations share one computation of the control points (one render:
-        the prefilter then runs once, not once per ``eval``)."""
+        the prefilter then runs once, not once per ``eval``); such a copy returns itself."""
         import copy
-
-        import drjit as dr
+        if self.coefficients is not None:
+            return self
         bound = copy.copy(self)
         bound.coefficients = self.control_points()
         dr.eval(bound.coefficients)      # once, not within each kernel that gathers from it

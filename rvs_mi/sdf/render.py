@@ -45,6 +45,7 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
     flux through the pixel's own edges), as an (N, C) tensor.
     """
     proj = Projection.from_sensor(sensor)
+    source = source.evaluator()         # shared by the centre trace (C1) and the samples
     film = sensor.film()
     W, H = (int(v) for v in film.crop_size())
     use_warp = opts.warp and not primal
