@@ -101,9 +101,44 @@ def worker(args) -> dict:
             marks.append(dr.detail.malloc_watermark(dr.JitBackend.LLVM) - base)
         for k in keys:
             dr.disable_grad(params[k])
+    for k in keys:
+        dr.enable_grad(params[k])
+    params.update()
+    profile = kernel_profile(lambda: mi.render(scene, params, spp=1, seed=1, seed_grad=2),
+                             lambda image: dr.backward(dr.mean(dr.abs(image - target * 1.05), axis=None)),
+                             lambda: dr.eval(*[dr.grad(params[k]) for k in keys]))
     return {"scene": args.scene, "integrator": args.integrator, "top_k": args.top_k,
             "step_s": float(np.median(times)), "jit_peak_mb": max(marks) / 2 ** 20,
-            "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "profile": profile}
+
+
+# Kernels by the loops they hold (the labels of the ``dr.hint`` loops); the first match names one.
+LOOPS = [("trace+warp", "sdf_trace_warp"), ("trace", "sdf_sphere_trace"), ("refine", "sdf_hit_refine"),
+         ("shadow", "sdf_shadow_trace")]
+
+
+def kernel_profile(render, backward, finish) -> dict:
+    """Kernel time (ms) of one step by phase (render: the image; backward: the adjoint pass)
+    and by the loop each kernel holds, from Dr.Jit's kernel history."""
+    import drjit as dr
+    out = {}
+    with dr.scoped_set_flag(dr.JitFlag.KernelHistory):
+        dr.kernel_history()                         # (empties it)
+        image = render()
+        dr.eval(image)
+        dr.sync_thread()
+        phases = [("render", dr.kernel_history([dr.KernelType.JIT]))]
+        backward(image)
+        finish()
+        dr.sync_thread()
+        phases.append(("backward", dr.kernel_history([dr.KernelType.JIT])))
+    for phase, kernels in phases:
+        for k in kernels:
+            ir = k.get("ir", "")
+            name = next((n for n, label in LOOPS if label in ir), "other")
+            out[f"{phase}/{name}"] = out.get(f"{phase}/{name}", 0.0) + float(k["execution_time"])
+    return out
 
 
 def active_fraction(res, max_steps, top_k) -> dict:
@@ -199,6 +234,12 @@ def main():
         if row["integrator"] == "sdf_reparam" and row["top_k"] == 8 and k0:
             print(f"{row['scene']}: top_k=8 vs all points: time x{row['step_s'] / k0['step_s']:.2f}, "
                   f"JIT memory x{row['jit_peak_mb'] / max(k0['jit_peak_mb'], 1e-9):.2f}")
+
+    print("\nkernel time of one step (ms) by phase and by the loop each kernel holds:")
+    for row in rows:
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(row["profile"].items(), key=lambda kv: -kv[1]))
+        print(f"  {row['scene']:7s} {row['integrator']:12s} top_k={row['top_k']}: "
+              f"{sum(row['profile'].values()):.0f} = {parts}")
 
     frac = active_fraction(args.res, args.max_steps, 8)
     print(f"\ntracer points kept for the backward pass (torus, top_k=8, max_steps {args.max_steps}): "

@@ -39,8 +39,9 @@ def _scene(shape="sphere", shading="emissive", res=32, sampler="independent", su
     return mi.load_dict(d)
 
 
-def _warp(scene, ux, uy):
-    """(V_x, V_y, div V) of the radius derivative at pixel positions u (numpy)."""
+def _warp(scene, ux, uy, flux=False):
+    """(V_x, V_y, div V) of the radius derivative at pixel positions u (numpy); ``flux``: the
+    pixel-edge lanes' warp (V alone)."""
     import drjit as dr
     import mitsuba as mi
     from rvs_mi.sdf.camera import Projection
@@ -53,7 +54,7 @@ def _warp(scene, ux, uy):
         with dr.resume_grad():
             u = mi.Vector2f(np.asarray(ux, np.float32), np.asarray(uy, np.float32))
             _, V, div, _ = shade(integ.options, integ.source, integ.albedo, scene, proj, u,
-                                 mi.Vector2f(0.5), True)
+                                 mi.Vector2f(0.5), True, flux=flux)
             # keep interior gradients: V feeds the warped ray
             dr.forward_from(r, flags=dr.ADFlag.ClearNone)
             return np.array(dr.grad(V.x)), np.array(dr.grad(V.y)), np.array(dr.grad(div))
@@ -78,6 +79,17 @@ def test_divergence_matches_central_differences_of_the_warp(shape):
     # where V is steep (measured: 90 % ≤ 0.003, 95 % ≤ 0.006)
     assert np.quantile(err, 0.90) < 0.01, np.quantile(err, [0.5, 0.9, 0.95])
     assert np.quantile(err, 0.95) < 0.03, np.quantile(err, [0.5, 0.9, 0.95])
+
+
+def test_edge_lanes_warp_is_the_full_warp():
+    """The pixel-edge lanes form V without Hessians or div V: the same V as the full loop."""
+    sc = _scene("torus")
+    u = np.random.default_rng(2).uniform(4.0, 28.0, (300, 2))
+    vx, vy, div = _warp(sc, u[:, 0], u[:, 1])
+    ex, ey, ediv = _warp(sc, u[:, 0], u[:, 1], flux=True)
+    assert np.hypot(vx, vy).max() > 5.0 and np.abs(div).max() > 1.0
+    assert np.abs(ediv).max() == 0.0
+    assert np.abs(ex - vx).max() < 1e-4 * np.abs(vx).max() and np.abs(ey - vy).max() < 1e-4 * np.abs(vy).max()
 
 
 def test_warp_is_continuous_across_the_image():

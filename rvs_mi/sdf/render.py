@@ -4,9 +4,19 @@ Per pixel U (box filter) and sample u ∈ U, the reparameterized estimator
 (Eq. 4) contributes L(T(u)) · |det ∂u T|, where T(u) = u + V has value u and
 θ-derivative V, and |det| has value 1 and θ-derivative div V. Since the
 pixel's own edges do not move with the warp, ∂θ I_p also contains the flux
-−∮_∂U L V·n ds: each sample also draws one point s uniformly on
-each of the pixel's 4 edges (unit length) at a shared offset and adds
-−Σ_e L(s_e) V(s_e)·n_e, a term whose value is 0. In primal mode only the interior samples are traced.
+−∮_∂U L V·n ds: each of the pixel's spp samples also takes one point s_k on
+each of its 4 edges (unit length) and adds −Σ_e L(s_e) V(s_e)·n_e, a term
+whose value is 0. The edge points of a pixel form a randomly shifted lattice
+
+    s_k = frac(ξ_p + k / spp),   k = 0 … spp − 1,   ξ_p uniform        (E1)
+
+so each edge's spp points are evenly spaced along it. Where a silhouette
+crosses an edge the flux integrand jumps; the error of evenly spaced points
+then falls as 1/spp, that of independent ones as 1/√spp. A whole film traces
+an edge between two pixels once and adds its flux to both (their normals are
+opposite): 3 lanes per sample (interior, top, left) and the film's bottom and
+right borders, instead of 5. In primal mode only the interior samples are
+traced.
 
 Control variate. For any radiance L_p that is constant over the pixel,
 ∫_U L_p div V du − ∮_∂U L_p V·n ds = 0 (divergence theorem, V continuous),
@@ -49,30 +59,30 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
     film = sensor.film()
     W, H = (int(v) for v in film.crop_size())
     use_warp = opts.warp and not primal
-    with dr.suspend_grad():
-        pix, base, u, ls = _pixel_samples(sampler, W, H, spp, pixels, opts.emitter_samples)
-        n = dr.width(pix)
-        if use_warp:
-            # 5 lanes per sample: the interior point and one point on each of the
-            # pixel's 4 edges at a shared offset s (opposite edges then nearly
-            # cancel, so the flux estimate has low variance).
-            pix, u, ls, edge, nrm = _with_edge_lanes(sampler, pix, base, u, ls)
-        else:
-            edge = dr.zeros(mi.Bool, n)
-        dr.eval(u, ls, pix, edge)
-    L, V, div, alpha = shade(opts, source, albedo, scene, proj, u, ls, use_warp)
-    if use_warp:
-        Lp = 0.0
-        if opts.streams(use_warp):
-            Lp = dr.gather(mi.Color3f, _centre_radiance(opts, source, albedo, scene, proj, W, H, pixels), pix)
-        flux = -(V.x * nrm.x + V.y * nrm.y)
-        value = dr.select(edge, dr.detach(L - Lp) * flux, L * (1.0 + div) - Lp * div)       # (C1)
-    else:
-        value = L
     slots = W * H if pixels is None else dr.width(pixels)
     channels = film.base_channels_count()
-    img = _accumulate(value, dr.select(edge, 0.0, alpha), pix, slots, channels, spp)
-    return mi.TensorXf(img, (H, W, channels) if pixels is None else (slots, channels))
+    shape = (H, W, channels) if pixels is None else (slots, channels)
+    with dr.suspend_grad():
+        pix, base, u, ls = _pixel_samples(sampler, W, H, spp, pixels, opts.emitter_samples)
+        dr.eval(pix, u, ls)
+    L, V, div, alpha = shade(opts, source, albedo, scene, proj, u, ls, use_warp)
+    if not use_warp:
+        return mi.TensorXf(_accumulate(slots * channels, channels, spp, L, alpha, pix), shape)
+    with dr.suspend_grad():
+        edges = _Edges.of(sampler, W, H, spp, pix, base, ls, pixels is None)
+        dr.eval(edges.u, edges.ls, edges.slot, edges.other)
+    Le, Ve = shade(opts, source, albedo, scene, proj, edges.u, edges.ls, use_warp, flux=True)[:2]
+    Lp = Lp_own = Lp_other = mi.Color3f(0.0)
+    if opts.streams(use_warp):
+        Lp = _centre_radiance(opts, source, albedo, scene, proj, W, H, pixels)
+        Lp_own, Lp_other = dr.gather(mi.Color3f, Lp, edges.slot), dr.gather(mi.Color3f, Lp, edges.other)
+        Lp = dr.gather(mi.Color3f, Lp, pix)
+    Vn = Ve.x * edges.normal.x + Ve.y * edges.normal.y
+    img = _accumulate(slots * channels, channels, spp, L * (1.0 + div) - Lp * div, alpha, pix)  # (C1)
+    img = _accumulate(img, channels, spp, -(Le - Lp_own) * Vn, None, edges.slot)
+    if pixels is None:      # the neighbour sharing the edge has the outward normal −n
+        img = _accumulate(img, channels, spp, (Le - Lp_other) * Vn, None, edges.other, edges.has_other)
+    return mi.TensorXf(img, shape)
 
 
 def _centre_radiance(opts, source, albedo, scene, proj, W, H, pixels):
@@ -105,20 +115,55 @@ def _pixel_samples(sampler, W, H, spp, pixels=None, emitter_samples=1):
     return pix, base, u, ls
 
 
-def _with_edge_lanes(sampler, pix, base, u, ls):
-    """Samples as 5 lanes each (interior, edges 1-4): (slot, u, light sample, edge?, normal)."""
-    s = sampler.next_1d()
-    lane = dr.arange(mi.UInt32, 5 * dr.width(pix))
-    j = lane // 5
-    kind = lane - 5 * j
-    edge = kind > 0
-    ue, nrm = _edge_points(_gather2(base, j), dr.gather(mi.Float, s, j), kind)
-    u = dr.select(edge, ue, _gather2(u, j))
-    return dr.gather(mi.UInt32, pix, j), u, [_gather2(v, j) for v in ls], edge, nrm
+class _Edges:
+    """The pixel-edge lanes of one render (E1): each traces u on an edge of kind 1-4
+    (``_edge_points``) and adds the flux through it to its own slot, and where the edge is
+    shared with a neighbouring pixel, to the neighbour's slot too (``other``, ``has_other``)."""
+
+    def __init__(self, slot, u, ls, normal, other, has_other):
+        self.slot, self.u, self.ls = slot, u, ls
+        self.normal, self.other, self.has_other = normal, other, has_other
+
+    @classmethod
+    def of(cls, sampler, W, H, spp, pix, base, ls, whole_film):
+        """One point s on each edge per sample (E1): a pixel subset's own 4 edges, or a whole
+        film's edges each traced once (``_shared_edges``)."""
+        xi = sampler.next_1d()
+        j, kind = _shared_edges(W, H, spp) if whole_film else _own_edges(dr.width(pix))
+        slot = dr.gather(mi.UInt32, pix, j)
+        k = j % spp
+        # (E1) s = frac(ξ_p + k/spp), with the shift ξ_p of the slot's first sample
+        s = dr.gather(mi.Float, xi, j - k) + mi.Float(k) * (1.0 / spp)
+        b = _gather2(base, j)
+        u, normal = _edge_points(b, s - dr.floor(s), kind)
+        # the pixel above shares a top edge, the pixel to the left a left edge
+        above, left = (kind == 1) & (b.y > 0), (kind == 3) & (b.x > 0)
+        has_other = (above | left) if whole_film else dr.zeros(mi.Bool, dr.width(j))
+        other = dr.select(above, slot - W, dr.select(left, slot - 1, slot))
+        return cls(slot, u, [_gather2(v, j) for v in ls], normal, other, has_other)
 
 
 def _gather2(v, j):
     return dr.gather(mi.Vector2f, mi.Vector2f(v), j)
+
+
+def _own_edges(n):
+    """(sample index, edge kind) of the edge lanes of n samples: their 4 edges each."""
+    j = dr.arange(mi.UInt32, n)
+    return dr.concat([j] * 4), dr.concat([dr.full(mi.UInt32, e, n) for e in range(1, 5)])
+
+
+def _shared_edges(W, H, spp):
+    """(sample index, edge kind) of a whole W×H film's edge lanes: every sample's top and left
+    edge, then the bottom edges of the last row and the right edges of the last column."""
+    n = W * H * spp
+    j = dr.arange(mi.UInt32, n)
+    bottom = dr.arange(mi.UInt32, (H - 1) * W * spp, n)            # the last row's samples
+    m = dr.arange(mi.UInt32, H * spp)
+    right = ((m // spp) * W + W - 1) * spp + m % spp               # the last column's samples
+    parts = [(j, 1), (j, 3), (bottom, 2), (right, 4)]
+    return (dr.concat([p for p, _ in parts]),
+            dr.concat([dr.full(mi.UInt32, e, dr.width(p)) for p, e in parts]))
 
 
 def _edge_points(base, s, e):
@@ -134,11 +179,12 @@ def _edge_points(base, s, e):
     return ue, ne
 
 
-def _accumulate(value, alpha, pix, slots, channels, spp):
-    """Σ over the samples of each slot of value (RGB) and alpha (4th channel), / spp."""
-    inv = 1.0 / spp
-    img = dr.zeros(mi.Float, slots * channels)
-    comps = [value.x, value.y, value.z, alpha]
-    for c, comp in enumerate(comps[:channels]):
-        dr.scatter_reduce(dr.ReduceOp.Add, img, comp * inv, pix * channels + c)
+def _accumulate(img, channels, spp, value, alpha, slot, active=True):
+    """``img`` (or its size, for zeros) plus Σ over the ``active`` lanes of each slot of value
+    (RGB) and alpha (4th channel; None: none added), / spp."""
+    if isinstance(img, int):
+        img = dr.zeros(mi.Float, img)
+    comps = [value.x, value.y, value.z, alpha][:channels]
+    for c, comp in enumerate(comps[:3] if alpha is None else comps):
+        dr.scatter_reduce(dr.ReduceOp.Add, img, comp * (1.0 / spp), slot * channels + c, active)
     return img

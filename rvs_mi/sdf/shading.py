@@ -53,8 +53,9 @@ class Albedo:
         cb.put("albedo", self.value if self.volume is None else self.volume, mi.ParamFlags.Differentiable)
 
 
-def trace_primary(opts, source, scene, proj, u, use_warp):
-    """Sphere trace the primary rays through u: (Trace, V, div V), V = div V = 0 without warp."""
+def trace_primary(opts, source, scene, proj, u, use_warp, need_div=True):
+    """Sphere trace the primary rays through u: (Trace, V, div V), V = div V = 0 without warp
+    (div V = 0 too without ``need_div``, where the all-points warp then forms V alone)."""
     with dr.suspend_grad():
         ray = RayBundle.through(proj, source, u)
         # The nearer mesh caps the traced segment (t and its u-derivative).
@@ -62,7 +63,7 @@ def trace_primary(opts, source, scene, proj, u, use_warp):
         ray = ray.capped(si0.t, si0.n, si0.is_valid() & (si0.t < ray.t1))
     if opts.streams(use_warp):
         # all tracer points, summed while tracing (no per-point buffers)
-        trace, wp = streaming_warp(source, proj, ray, opts)
+        trace, wp = streaming_warp(source, proj, ray, opts, need_div)
         return trace, wp.V, wp.div
     trace = sphere_trace(source, ray, opts, record=use_warp)
     if not use_warp:
@@ -80,11 +81,22 @@ def implicit_hit(source, o, d, t):
     return t - (fa - dr.detach(fa)) / gd
 
 
-def shade(opts, source, albedo, scene, proj, u, ls, use_warp):
-    """Radiance along the (warped) primary ray through u: (L, V, div, alpha)."""
+def shade(opts, source, albedo, scene, proj, u, ls, use_warp, flux=False):
+    """Radiance along the (warped) primary ray through u: (L, V, div, alpha).
+
+    ``flux``: the lanes of a pixel-edge flux, which need V and a detached L only
+    (div V = 0, and L has no θ-derivative).
+    """
     source = source.evaluator()         # (a grid's control points, computed once here)
-    trace, V, div = trace_primary(opts, source, scene, proj, u, use_warp)
-    uw = u + V                                  # value u, θ-derivative V   (T(u, θ))
+    trace, V, div = trace_primary(opts, source, scene, proj, u, use_warp, need_div=not flux)
+    with dr.suspend_grad(when=flux):
+        L, alpha = _radiance(opts, source, albedo, scene, proj, u + V, trace, ls)
+    return L, V, div, alpha
+
+
+def _radiance(opts, source, albedo, scene, proj, uw, trace, ls):
+    """(L, alpha) along the ray through uw (value u, θ-derivative V: T(u, θ)), whose SDF hit
+    is at ``trace.t_last``."""
     ow, dw, maxt = proj.ray_simple(uw)
     t_hit = implicit_hit(source, ow, dw, trace.t_last)
     x = ow + t_hit * dw
@@ -95,7 +107,7 @@ def shade(opts, source, albedo, scene, proj, u, ls, use_warp):
     L_other = other_radiance(opts, source, scene, si, ray_w, ls, ~sdf_hit)
     L = dr.select(sdf_hit, L_sdf, L_other)
     alpha = dr.select(sdf_hit | si.is_valid(), 1.0, 0.0)
-    return L, V, div, alpha
+    return L, alpha
 
 
 def surface_radiance(opts, source, albedo, scene, x, ls, active):

@@ -77,13 +77,16 @@ def point_S(f, g, d, lambda_d, epsilon):
 
 def point_weight(f, g, H, S, ray, dx, before, after, gamma, lambda_d):
     """Trapezoid weight w^q = S^(−γ)·(t_{i+1} − t_{i−1})/2 of a tracer point (Eq. 12-13) and
-    its u-derivatives ∂_a w^q (Vector2f); also H·∂_a x (primal).
+    its u-derivatives ∂_a w^q (Vector2f); also H·∂_a x (primal). Without the Hessian ``H``
+    (V alone, no div V): (w^q, None, None).
 
     ``dx``: ∂_a x of the point; ``before``, ``after``: (t, ∂_a t) of its neighbours.
     """
     (t_prev, dt_prev), (t_next, dt_next) = before, after
     w = dr.power(S, -gamma)
     delta = 0.5 * (t_next - t_prev)
+    if H is None:
+        return w * delta, None, None
     Hdx = [matvec(H, dx[a]) for a in range(2)]
     gd = dr.dot(g, ray.d)
     dwq = []
@@ -94,17 +97,23 @@ def point_weight(f, g, H, S, ray, dx, before, after, gamma, lambda_d):
     return w * delta, mi.Vector2f(*dwq), Hdx
 
 
-def point_velocity(source, proj, x, dx, g, Hdx):
-    """P = (∂x u)ᵀ G at a tracer point x (Eq. 5-7) and its u-divergence div P.
+def point_velocity(source, proj, x, dx, g, Hdx=None):
+    """P = (∂x u)ᵀ G at a tracer point x (Eq. 5-7) and its u-divergence div P (0 without
+    ``Hdx``: V alone needs no div P).
 
     Both have value 0 and carry the θ-derivative: ḟ and ∇ḟ are evaluated as
     f(x;θ) − detach(f(x;θ)) at the fixed point x. ``g`` = ∇f(x), ``Hdx`` = H·∂_a x (primal).
     """
     with dr.suspend_grad():
         J = proj.jacobian(x)
-        dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
         g2 = dr.squared_norm(g)
         Jg = [dr.dot(J[a], g) for a in range(2)]
+    if Hdx is None:
+        fa = source.eval(x, 1)[0]
+        fdot = fa - dr.detach(fa)
+        return mi.Vector2f(*[-fdot * Jg[a] / g2 for a in range(2)]), 0.0
+    with dr.suspend_grad():
+        dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
     fa, ga = source.eval(x, 1)
     fdot = fa - dr.detach(fa)
     gdot = ga - dr.detach(ga)
@@ -132,7 +141,10 @@ class WarpSums(Struct):
         return cls(W=W, B=B, A=mi.Vector2f(zero, zero), C=mi.Float(zero))
 
     def add(self, w, dw, P, divP) -> "WarpSums":
-        """The sums with point (w̄, ∇_u w̄, P, div P) added."""
+        """The sums with point (w̄, ∇_u w̄, P, div P) added (W and A only where ``dw`` is None:
+        V without div V)."""
+        if dw is None:
+            return self.replace(W=self.W + w, A=self.A + w * P)
         return WarpSums(W=self.W + w, B=self.B + dw, A=self.A + w * P,
                         C=self.C + dw.x * P.x + dw.y * P.y + w * divP)
 

@@ -37,20 +37,23 @@ class Nearest(Struct):
                        df=dr.select(smaller, df, self.df))
 
 
-def streaming_warp(source, proj, ray, opts):
+def streaming_warp(source, proj, ray, opts, need_div=True):
     """Trace ``ray`` (a ``RayBundle``) for ``opts.max_steps`` points and sum the warp over all.
 
-    Returns (Trace, Warp); the trace records no points.
+    Returns (Trace, Warp); the trace records no points. Without ``need_div`` the
+    loop forms V alone (W and A): no Hessians, div V = 0.
     """
     ray = dr.detach(ray)
     tau = offset(source, opts)
-    sums, nearest, t_last = _trace_and_sum(source, proj, ray, opts, tau)
+    sums, nearest, t_last = _trace_and_sum(source, proj, ray, opts, tau, need_div)
     V, div = sums.warp(*fade_of(source, nearest.f, nearest.df, t_last > ray.t0))
+    if not need_div:
+        div = mi.Float(0.0)
     return finish(source, ray, nearest.t, nearest.f, None, opts, tau), Warp(V=V, div=div, weight_sum=sums.W, kept=0)
 
 
 @dr.syntax
-def _trace_and_sum(source, proj, ray, opts, tau):
+def _trace_and_sum(source, proj, ray, opts, tau, need_div):
     """The loop on the traced function f + τ (``trace``): (WarpSums, Nearest, t of the last
     point)."""
     n, gamma, lambda_d, epsilon = opts.max_steps, opts.gamma, opts.lambda_d, opts.epsilon
@@ -63,8 +66,13 @@ def _trace_and_sum(source, proj, ray, opts, tau):
     while dr.hint(i < n, max_iterations=-1, label="sdf_trace_warp"):
         with dr.suspend_grad():
             x, dx = ray.point(ray.t, ray.dt)
-            f, g, H = source.eval(x, 2)
-            f, g, H = dr.detach(f) + tau, dr.detach(g), dr.detach(H)
+            if dr.hint(need_div, mode="scalar"):
+                f, g, H = source.eval(x, 2)
+                H = dr.detach(H)
+            else:
+                f, g = source.eval(x, 1)
+                H = None
+            f, g = dr.detach(f) + tau, dr.detach(g)
             # the next point (Eq. 13 needs t_{i+1}; the last point's is its own)
             following = ray.step(f, g, dx)
             last = i + 1 == n
