@@ -106,38 +106,37 @@ def worker(args) -> dict:
     params.update()
     profile = kernel_profile(lambda: mi.render(scene, params, spp=1, seed=1, seed_grad=2),
                              lambda image: dr.backward(dr.mean(dr.abs(image - target * 1.05), axis=None)),
-                             lambda: dr.eval(*[dr.grad(params[k]) for k in keys]))
+                             lambda: dr.eval(*[dr.grad(params[k]) for k in keys]), args.res)
     return {"scene": args.scene, "integrator": args.integrator, "top_k": args.top_k,
             "step_s": float(np.median(times)), "jit_peak_mb": max(marks) / 2 ** 20,
             "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "profile": profile}
 
 
-# Kernels by the loops they hold (the labels of the ``dr.hint`` loops); the first match names one.
-LOOPS = [("trace+warp", "sdf_trace_warp"), ("trace", "sdf_sphere_trace"), ("refine", "sdf_hit_refine"),
-         ("shadow", "sdf_shadow_trace")]
-
-
-def kernel_profile(render, backward, finish) -> dict:
-    """Kernel time (ms) of one step by phase (render: the image; backward: the adjoint pass)
-    and by the loop each kernel holds, from Dr.Jit's kernel history."""
+def kernel_profile(render, backward, finish, res) -> dict:
+    """Kernel time (ms) of one step (render, then the backward pass with its AD re-render) by
+    what each kernel traces, from Dr.Jit's kernel history: the loop labels in its IR and its
+    width (a res² image at spp 1: edge lanes are 2·res² + 2·res wide)."""
     import drjit as dr
-    out = {}
     with dr.scoped_set_flag(dr.JitFlag.KernelHistory):
         dr.kernel_history()                         # (empties it)
         image = render()
         dr.eval(image)
-        dr.sync_thread()
-        phases = [("render", dr.kernel_history([dr.KernelType.JIT]))]
         backward(image)
         finish()
         dr.sync_thread()
-        phases.append(("backward", dr.kernel_history([dr.KernelType.JIT])))
-    for phase, kernels in phases:
-        for k in kernels:
-            ir = k.get("ir", "")
-            name = next((n for n, label in LOOPS if label in ir), "other")
-            out[f"{phase}/{name}"] = out.get(f"{phase}/{name}", 0.0) + float(k["execution_time"])
+        kernels = dr.kernel_history([dr.KernelType.JIT])
+    out = {}
+    for k in kernels:
+        ir = k.get("ir", "")
+        ir = ir.getvalue() if hasattr(ir, "getvalue") else str(ir)
+        if "sdf_trace_warp" in ir:
+            name = "edge lanes (V)" if k["size"] == 2 * res * res + 2 * res else "interior lanes (V, div V)"
+        elif "sdf_sphere_trace" in ir:
+            name = "plain traces"
+        else:
+            name = "other"
+        out[name] = out.get(name, 0.0) + float(k["execution_time"])
     return out
 
 
@@ -235,7 +234,8 @@ def main():
             print(f"{row['scene']}: top_k=8 vs all points: time x{row['step_s'] / k0['step_s']:.2f}, "
                   f"JIT memory x{row['jit_peak_mb'] / max(k0['jit_peak_mb'], 1e-9):.2f}")
 
-    print("\nkernel time of one step (ms) by phase and by the loop each kernel holds:")
+    print("\nkernel time of one step (ms) by what the kernels trace (plain traces: the primal image,"
+          " sdf_naive's rays, the pixel centres of the control variate):")
     for row in rows:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(row["profile"].items(), key=lambda kv: -kv[1]))
         print(f"  {row['scene']:7s} {row['integrator']:12s} top_k={row['top_k']}: "

@@ -1,10 +1,12 @@
 """Capped sphere tracing that records its points and their u-derivatives; the hit's root
 refinement; shadow rays.
 
-Fixed step count (no early exit), t_{i+1} = clamp(t_i + f(x_i), t0, t1): every
-t_i is a continuous function of the pixel position u away from silhouettes,
-which is what makes the quadrature warp (Eq. 13) continuous. Points pile up
-at the hit point or at t1, where their trapezoid weights vanish.
+Fixed step count, t_{i+1} = clamp(t_i + f(x_i), t0, t1): every t_i is a
+continuous function of the pixel position u away from silhouettes, which is
+what makes the quadrature warp (Eq. 13) continuous. Points pile up at the hit
+point or at t1, where their trapezoid weights vanish; a lane whose (t, ∂_a t)
+stop changing exactly leaves the loop, since its remaining points would all
+repeat the last one.
 
 Alongside t_i we propagate ∂t_i/∂u_a exactly (a forward-mode derivative by
 hand): ∂t_{i+1} = ∂t_i + ∇f(x_i)·∂x_i, with ∂x_i = ∂o + ∂t_i d + t_i ∂d
@@ -151,7 +153,8 @@ def _march(source, ray, opts, points, tau):
     i = mi.UInt32(0)
     f_min = dr.full(mi.Float, dr.inf, dr.width(ray.t0))
     t_min = mi.Float(ray.t0)
-    while dr.hint(i < n, label="sdf_sphere_trace", exclude=[points]):
+    moving = dr.full(mi.Bool, True, dr.width(ray.t0))
+    while dr.hint((i < n) & moving, label="sdf_sphere_trace", exclude=[points]):
         x, dx = ray.point(ray.t, ray.dt)
         f, g = source.eval(x, 1)
         f, g = dr.detach(f) + tau, dr.detach(g)
@@ -160,9 +163,19 @@ def _march(source, ray, opts, points, tau):
             dr.scatter(points, TracePoints(t=ray.t, dt=ray.dt, S=S, f=f), slot + i)
         smaller = f < f_min
         t_min, f_min = dr.select(smaller, ray.t, t_min), dr.select(smaller, f, f_min)
-        ray = ray.step(f, g, dx)
+        following = ray.step(f, g, dx)
+        if dr.hint(points is None, mode="scalar"):      # (a recording keeps all n points)
+            moving = fixed_point_not_reached(ray, following)
+        ray = following
         i += 1
     return t_min, f_min
+
+
+def fixed_point_not_reached(ray, following):
+    """Whether the step from ``ray``'s point to ``following`` moved t or ∂_a t. Where it did
+    not, every later step repeats the point: the trace has converged (or ended at t1) and
+    stops early, which changes none of its results."""
+    return (following.t != ray.t) | (following.dt.x != ray.dt.x) | (following.dt.y != ray.dt.y)
 
 
 def trace_visibility(source, o, d, tmax, opts):

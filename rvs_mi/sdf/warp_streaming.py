@@ -8,7 +8,9 @@ recorded points (``warp.WarpSums``):
     A_a = Σ w^q_i P_{i,a},  C = Σ ∂w^q_i·P_i + w^q_i div P_i   (value 0, θ-derivative)
 
 Point i's trapezoid width (t_{i+1} − t_{i−1})/2 is known once the step
-from x_i is taken, so nothing is stored per point. The θ-dependence of A
+from x_i is taken, so nothing is stored per point. A lane stops where its
+(t, ∂_a t) no longer change (``trace.fixed_point_not_reached``): every later
+point would repeat the last one with weight and weight derivatives exactly 0. The θ-dependence of A
 and C enters only through the terms added each iteration (the trace
 itself is detached), so Dr.Jit differentiates the loop as a sum loop
 (``max_iterations=-1``): forward mode carries the tangents along, reverse
@@ -21,7 +23,7 @@ import drjit as dr
 import mitsuba as mi
 
 from .bundle import Struct
-from .trace import finish, offset
+from .trace import finish, fixed_point_not_reached, offset
 from .warp import W0, Warp, WarpSums, fade_of, point_S, point_velocity, point_weight
 
 
@@ -63,7 +65,8 @@ def _trace_and_sum(source, proj, ray, opts, tau, need_div):
     t_last = mi.Float(ray.t0)
     sums = WarpSums.start(mi.Float(zero) + W0, mi.Vector2f(zero, zero))
     nearest = Nearest(t=mi.Float(zero), f=mi.Float(zero), df=mi.Vector2f(zero, zero))
-    while dr.hint(i < n, max_iterations=-1, label="sdf_trace_warp"):
+    moving = dr.full(mi.Bool, True, dr.width(ray.t0))
+    while dr.hint((i < n) & moving, max_iterations=-1, label="sdf_trace_warp"):
         with dr.suspend_grad():
             x, dx = ray.point(ray.t, ray.dt)
             if dr.hint(need_div, mode="scalar"):
@@ -84,6 +87,7 @@ def _trace_and_sum(source, proj, ray, opts, tau, need_div):
         P, divP = point_velocity(source, proj, x, dx, g, Hdx)
         sums = sums.add(wq, dwq, P, divP)
         t_prev, dt_prev, t_last = ray.t, ray.dt, ray.t
+        moving = fixed_point_not_reached(ray, following)
         ray = following
         i += 1
     return sums, nearest, t_last
