@@ -270,7 +270,7 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
                 flat[batch.size] = sampling.render.flat_sensor(sensors, batch.size, 3)
             flat[batch.size].pixel_idx = batch.flat_index
             ref = sampling.gather_reference(stacked, batch)
-            data.update(sources=sensors, flat=flat[batch.size], pixel=batch.pixel_index,
+            data.update(sources=sensors, sensors=flat[batch.size], pixel=batch.pixel_index,
                         flat_pixel=flat[batch.size].pixel_idx, weight=batch.weight, reference=ref)
             if batch.view is not None and getattr(scene.integrator(), "render_pixels", None) is not None:
                 data.update(sensor=sensors[batch.view], view=batch.view)  # one recording per view
@@ -296,28 +296,16 @@ def run_method(method, budget, args, seed, prob, refs, held_ref):
 
 
 def make_core(args, prob, fallback):
-    """The Dr.Jit work of one step: render (a view, or a batch through the flat sensor), loss,
-    backward, Adam, clamps; the rendered values (detached). Its inputs are the step's arrays
-    and objects only, so that ``FrozenCore`` can record and replay it."""
+    """The Dr.Jit work of one step (``rvs_mi.optimize.step``'s render, loss and descent, without
+    regularizers): the rendered values (detached). Its inputs are the step's arrays and objects
+    only, so that ``FrozenCore`` can record and replay it."""
     import drjit as dr
-    import mitsuba as mi
-    from rvs_mi import sampling
-    from rvs_mi.optimize.losses import image_loss
+    from rvs_mi.optimize.step import descend, render_loss
+    clamps = [(k, lo, hi) for k, (lo, hi) in prob["clamp"].items()]
 
     def core(scene, params, opt, data):
-        if "pixel" not in data:
-            values = mi.render(scene, params, sensor=data["sensor"], spp=args.spp, seed=data["seed"])
-            loss = image_loss(values, data["reference"], args.loss)
-        else:
-            values = sampling.render_indices(scene, params, data["flat"], data.get("sensor"), data["pixel"],
-                                             data["flat_pixel"], False, args.spp, args.spp, data["seed"], 0,
-                                             fallback=fallback)
-            loss = dr.sum(sampling.per_sample_loss(values, data["reference"], args.loss)
-                          * dr.detach(data["weight"]))
-        dr.backward(loss)
-        opt.step()
-        for k, (lo, hi) in prob["clamp"].items():
-            opt[k] = dr.clip(opt[k], lo, hi)
+        values, loss = render_loss(scene, params, data, args.spp, args.spp, args.loss, fallback=fallback)
+        descend(opt, loss, clamps)
         return dr.detach(values)
     return core
 

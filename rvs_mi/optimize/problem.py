@@ -27,7 +27,8 @@ class Problem:
     train: Split
     test: Split | None
     ref_train: list = field(default_factory=list)   # reference tensors (mi.TensorXf)
-    sparse_cache: dict = field(default_factory=dict)  # flat sensors by batch size, stacked references
+    flat_sensors: dict = field(default_factory=dict)  # flat sensors of sparse batches, by batch size
+    stacked_refs: object = None         # the training references end to end (batches over all views)
 
 
 def resolve_keys(params, patterns) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UserError
 from .config import Config
-from .losses import image_loss, laplacian, total_variation
+from .losses import HUBER_DELTA, image_loss, laplacian, total_variation
 from .metrics import psnr_linear
 from .problem import Problem
 
@@ -144,9 +144,9 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
     flat.pixel_idx = batch.flat_index
     dr.eval(flat.pixel_idx)
     if batch.view is None:                    # a batch over all views: one stacked reference
-        if "stack" not in problem.sparse_cache:
-            problem.sparse_cache["stack"] = sampling.stack_references(problem.ref_train)
-        reference = sampling.gather_reference(problem.sparse_cache["stack"], batch)
+        if problem.stacked_refs is None:
+            problem.stacked_refs = sampling.stack_references(problem.ref_train)
+        reference = sampling.gather_reference(problem.stacked_refs, batch)
     else:
         reference = sampling.gather_reference(problem.ref_train, batch)
     # the source sensors go in too: the flat sensor dispatches to them
@@ -166,13 +166,12 @@ def _inputs(config: Config, problem: Problem, sampler, step: int):
 def _flat_sensor(problem: Problem, n: int):
     """The run's flat sensor for batches of ``n`` pixels (``rvs_mi.sampling.render``), made once
     and reused: each step sets its pixels and finishes its backward pass before the next step.
-    A new sensor object per step would make a frozen step record again at every step.
-    (``problem.sparse_cache`` also keeps the stacked references of batches over all views.)"""
-    if n not in problem.sparse_cache:
+    A new sensor object per step would make a frozen step record again at every step."""
+    if n not in problem.flat_sensors:
         from ..sampling.render import flat_sensor
         sensors = list(problem.train.sensors)
-        problem.sparse_cache[n] = flat_sensor(sensors, n, sensors[0].film().base_channels_count())
-    return problem.sparse_cache[n]
+        problem.flat_sensors[n] = flat_sensor(sensors, n, sensors[0].film().base_channels_count())
+    return problem.flat_sensors[n]
 
 
 def make_core(config: Config, problem: Problem, full_batches: bool = False):
@@ -183,7 +182,6 @@ def make_core(config: Config, problem: Problem, full_batches: bool = False):
     comes in through its arguments (the scene's plugins, the optimizer, ``data``), and it
     reads no value back to the host, so ``dr.freeze`` can record it once and replay it.
     ``full_batches``: the sampler's batches are whole images in raster order."""
-    from .. import sampling
     c, reg = config.optimize, config.regularizers
     spp, spp_grad = c.spp, c.spp_grad or c.spp
     reg_keys = grid_keys(problem, reg.params)
@@ -191,22 +189,37 @@ def make_core(config: Config, problem: Problem, full_batches: bool = False):
               if matches([pattern], key)]
 
     def core(scene, params, opt, data):
-        if "pixel" not in data:
-            values = mi.render(scene, params, sensor=data["sensor"], spp=spp, spp_grad=spp_grad,
-                               seed=data["seed"])
-            loss = image_loss(values, data["reference"], c.loss, c.huber_delta, c.multiscale)
-        else:
-            values = sampling.render_indices(scene, params, data["sensors"], data.get("sensor"), data["pixel"],
-                                             data["flat_pixel"], full_batches, spp, spp_grad, data["seed"], 0)
-            loss = dr.sum(sampling.per_sample_loss(values, data["reference"], c.loss, c.huber_delta)
-                          * dr.detach(data["weight"]))                                        # (5.1)
+        values, loss = render_loss(scene, params, data, spp, spp_grad, c.loss, c.huber_delta, c.multiscale,
+                                   full_batches)
         loss = loss + regularization(config, scene, reg_keys, opt, data.get("eikonal_points"))
-        dr.backward(loss)
-        opt.step()
-        for key, lo, hi in clamps:
-            opt[key] = dr.clip(opt[key], lo, hi)
+        descend(opt, loss, clamps)
         return dr.detach(loss), dr.detach(values)
     return core
+
+
+def render_loss(scene, params, data, spp, spp_grad, kind, delta=HUBER_DELTA, levels=1, full_batches=False,
+                fallback="error"):
+    """(values, loss) of one step's ``data``: a whole view (``sensor``, ``seed``,
+    ``reference``) and its image loss, or a pixel batch (``sensors``, the flat sensor or the
+    views; ``sensor`` where a view's own serves; ``pixel``, ``flat_pixel``, ``weight``,
+    ``reference``, ``seed``) and its weighted per-sample loss (5.1)."""
+    from .. import sampling
+    if "pixel" not in data:
+        values = mi.render(scene, params, sensor=data["sensor"], spp=spp, spp_grad=spp_grad, seed=data["seed"])
+        return values, image_loss(values, data["reference"], kind, delta, levels)
+    values = sampling.render_indices(scene, params, data["sensors"], data.get("sensor"), data["pixel"],
+                                     data["flat_pixel"], full_batches, spp, spp_grad, data["seed"], 0,
+                                     fallback=fallback)
+    return values, dr.sum(sampling.per_sample_loss(values, data["reference"], kind, delta)
+                          * dr.detach(data["weight"]))                                        # (5.1)
+
+
+def descend(opt, loss, clamps):
+    """``dr.backward(loss)``, the optimizer's step, then the clamps ((key, lo, hi) each)."""
+    dr.backward(loss)
+    opt.step()
+    for key, lo, hi in clamps:
+        opt[key] = dr.clip(opt[key], lo, hi)
 
 
 def step(config: Config, problem: Problem, opt, sampler, step: int, core=None) -> dict:
