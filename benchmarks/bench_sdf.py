@@ -23,7 +23,7 @@ report the fraction of the *active* points (those before the trace converges
 or leaves the bound) that top_k = 8 keeps, the number comparable to the
 paper's ~35% (k = 7 of ~22 steps).
 
-    python benchmarks/bench_sdf.py [--res 128] [--steps 3] [--max-steps 32]
+    python benchmarks/bench_sdf.py [--res 128] [--steps 7] [--max-steps 32]
 """
 from __future__ import annotations
 
@@ -71,6 +71,47 @@ def build_scene(kind, integrator, top_k, res, max_steps, albedo_file):
     })
 
 
+def timed_step(scene, params, keys, target, step) -> float:
+    """Seconds of one forward + backward step (render at spp 1, L1 loss, gradients evaluated)."""
+    import drjit as dr
+    import mitsuba as mi
+    for k in keys:
+        dr.enable_grad(params[k])
+    params.update()
+    dr.sync_thread()
+    t0 = time.perf_counter()
+    image = mi.render(scene, params, spp=1, seed=2 * step + 1, seed_grad=2 * step + 2)
+    dr.backward(dr.mean(dr.abs(image - target * 1.05), axis=None))
+    dr.eval(*[dr.grad(params[k]) for k in keys])
+    dr.sync_thread()
+    seconds = time.perf_counter() - t0
+    for k in keys:
+        dr.disable_grad(params[k])
+    return seconds
+
+
+def interleaved(args) -> dict:
+    """sdf_reparam (top_k 0) over sdf_naive, their steps alternating in one process: the median
+    of the per-pair time ratios (robust to the machine's speed drifting between processes)."""
+    import drjit as dr
+    import mitsuba as mi
+    import rvs_mi
+    rvs_mi.init(variant())
+    runs = []
+    for integrator, k in (("sdf_naive", 8), ("sdf_reparam", 0)):
+        scene = build_scene(args.scene, integrator, k, args.res, args.max_steps, args.albedo)
+        params = mi.traverse(scene)
+        with dr.suspend_grad():
+            target = mi.render(scene, spp=4, seed=1000)
+        runs.append((scene, params, [key for key in params.keys() if key.startswith("integrator.sdf")], target))
+    for run in runs:
+        timed_step(*run, 0)                         # warm-up: compilation
+    pairs = [[timed_step(*run, step) for run in runs] for step in range(1, 1 + args.steps)]
+    ratios = [b / a for a, b in pairs]
+    return {"scene": args.scene, "ratio": float(np.median(ratios)), "ratios": ratios,
+            "naive_s": float(np.median([a for a, _ in pairs])), "reparam_s": float(np.median([b for _, b in pairs]))}
+
+
 def worker(args) -> dict:
     import drjit as dr
     import mitsuba as mi
@@ -116,17 +157,21 @@ def worker(args) -> dict:
 def kernel_profile(render, backward, finish, res) -> dict:
     """Kernel time (ms) of one step (render, then the backward pass with its AD re-render) by
     what each kernel traces, from Dr.Jit's kernel history: the loop labels in its IR and its
-    width (a res² image at spp 1: edge lanes are 2·res² + 2·res wide)."""
+    width (a res² image at spp 1: edge lanes are 2·res² + 2·res wide); "wall": that step's
+    wall time. Kernels may run concurrently, so their times can add up to more than it."""
     import drjit as dr
     with dr.scoped_set_flag(dr.JitFlag.KernelHistory):
         dr.kernel_history()                         # (empties it)
+        dr.sync_thread()
+        t0 = time.perf_counter()
         image = render()
         dr.eval(image)
         backward(image)
         finish()
         dr.sync_thread()
+        wall = 1000 * (time.perf_counter() - t0)
         kernels = dr.kernel_history([dr.KernelType.JIT])
-    out = {}
+    out = {"wall": wall}
     for k in kernels:
         ir = k.get("ir", "")
         ir = ir.getvalue() if hasattr(ir, "getvalue") else str(ir)
@@ -172,10 +217,21 @@ def active_fraction(res, max_steps, top_k) -> dict:
             "kept_fraction_of_all": (top_k if top_k else max_steps) / max_steps}
 
 
+def _run_worker(options):
+    """The RESULT of ``bench_sdf.py --worker OPTIONS`` in a subprocess (None, reported, if it
+    failed)."""
+    out = subprocess.run([sys.executable, __file__, "--worker"] + options, capture_output=True, text=True)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    if out.returncode != 0 or not line:
+        print(f"{' '.join(options[:6])}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(line[0][7:])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--res", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--max-steps", type=int, default=32)
     ap.add_argument("--scenes", default=",".join(SCENES))
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
@@ -184,38 +240,38 @@ def main():
     ap.add_argument("--integrator", help=argparse.SUPPRESS)
     ap.add_argument("--top-k", type=int, default=8, help=argparse.SUPPRESS)
     ap.add_argument("--albedo", help=argparse.SUPPRESS)
+    ap.add_argument("--interleaved", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args)))
+        print("RESULT " + json.dumps(interleaved(args) if args.interleaved else worker(args)))
         return 0
 
-    rows = []
+    rows, alternating = [], []
     with tempfile.TemporaryDirectory() as tmp:
         import rvs_mi
         rvs_mi.init(variant())
         from rvs_mi.figures.noise import write_noise_albedo
         alb = write_noise_albedo(os.path.join(tmp, "albedo.vol"))
+        common = ["--res", str(args.res), "--steps", str(args.steps), "--max-steps", str(args.max_steps),
+                  "--albedo", alb]
         # the cheap configurations of every scene first: top_k = 0 compiles a kernel
         # with max_steps warp slots, which takes minutes on a small CPU
         order = [(kind, c) for c in CONFIGS if c[1] != 0 for kind in args.scenes.split(",")]
         order += [(kind, c) for c in CONFIGS if c[1] == 0 for kind in args.scenes.split(",")]
         for kind, (integrator, k) in order:
-            if True:
-                cmd = [sys.executable, __file__, "--worker", "--scene", kind, "--integrator", integrator,
-                       "--top-k", str(k), "--res", str(args.res), "--steps", str(args.steps),
-                       "--max-steps", str(args.max_steps), "--albedo", alb]
-                t0 = time.perf_counter()
-                out = subprocess.run(cmd, capture_output=True, text=True)
-                line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-                if out.returncode != 0 or not line:
-                    print(f"{kind} {integrator} top_k={k}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-                    continue
-                row = json.loads(line[0][7:])
-                row["process_s"] = time.perf_counter() - t0
-                rows.append(row)
-                print(f"  {kind:7s} {integrator:12s} top_k={k}: {row['step_s']:.3f} s/step, "
-                      f"JIT peak {row['jit_peak_mb']:.1f} MB, RSS {row['rss_peak_mb']:.0f} MB "
-                      f"(process {row['process_s']:.0f} s incl. compile)", flush=True)
+            t0 = time.perf_counter()
+            row = _run_worker(["--scene", kind, "--integrator", integrator, "--top-k", str(k)] + common)
+            if row is None:
+                continue
+            row["process_s"] = time.perf_counter() - t0
+            rows.append(row)
+            print(f"  {kind:7s} {integrator:12s} top_k={k}: {row['step_s']:.3f} s/step, "
+                  f"JIT peak {row['jit_peak_mb']:.1f} MB, RSS {row['rss_peak_mb']:.0f} MB "
+                  f"(process {row['process_s']:.0f} s incl. compile)", flush=True)
+        for kind in args.scenes.split(","):
+            r = _run_worker(["--interleaved", "--scene", kind] + common)
+            if r is not None:
+                alternating.append(r)
 
     print(f"\nforward+backward, {args.res}x{args.res}, spp 1, max_steps {args.max_steps} "
           f"(median of {args.steps} steps; ratios vs sdf_naive of the same scene)")
@@ -234,21 +290,28 @@ def main():
             print(f"{row['scene']}: top_k=8 vs all points: time x{row['step_s'] / k0['step_s']:.2f}, "
                   f"JIT memory x{row['jit_peak_mb'] / max(k0['jit_peak_mb'], 1e-9):.2f}")
 
-    print("\none step (ms): kernel time by what the kernels trace (plain traces: the primal image,"
-          " sdf_naive's rays, the pixel centres of the control variate), and host time (Python, tracing"
-          " the graph, generating kernels: the median step minus its kernels):")
+    print(f"\nsdf_reparam (top_k 0) / sdf_naive, steps alternating in one process ({args.steps} pairs, "
+          "median of the pairs' ratios):")
+    for r in alternating:
+        print(f"  {r['scene']:7s} x{r['ratio']:.2f} (naive {1000 * r['naive_s']:.0f} ms, reparam "
+              f"{1000 * r['reparam_s']:.0f} ms; pair ratios {min(r['ratios']):.2f}-{max(r['ratios']):.2f})")
+
+    print("\none more step (ms), with Dr.Jit's kernel history: its wall time, and kernel time by what"
+          " the kernels trace (plain traces: the primal image, sdf_naive's rays, the pixel centres of"
+          " the control variate; kernels may overlap):")
     for row in rows:
-        parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(row["profile"].items(), key=lambda kv: -kv[1]))
-        kernels = sum(row["profile"].values())
-        print(f"  {row['scene']:7s} {row['integrator']:12s} top_k={row['top_k']}: step {1000 * row['step_s']:.0f} "
-              f"= kernels {kernels:.0f} ({parts}) + host {1000 * row['step_s'] - kernels:.0f}")
+        prof = dict(row["profile"])
+        wall = prof.pop("wall")
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]))
+        print(f"  {row['scene']:7s} {row['integrator']:12s} top_k={row['top_k']}: wall {wall:.0f}, "
+              f"kernels {sum(prof.values()):.0f} = {parts}")
 
     frac = active_fraction(args.res, args.max_steps, 8)
     print(f"\ntracer points kept for the backward pass (torus, top_k=8, max_steps {args.max_steps}): "
           f"{frac['kept_fraction_of_all']:.1%} of all points; mean active points per ray "
           f"{frac['mean_active_points']:.1f} -> {frac['kept_fraction_of_active']:.1%} of the active ones "
           f"(paper: ~35% at k=7 of 22)")
-    write_json(args.json, {"rows": rows, "kept": frac, "args": vars(args)})
+    write_json(args.json, {"rows": rows, "alternating": alternating, "kept": frac, "args": vars(args)})
     return 0
 
 
