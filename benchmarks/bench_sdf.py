@@ -300,6 +300,8 @@ def main():
           " the kernels trace (plain traces: the primal image, sdf_naive's rays, the pixel centres of"
           " the control variate; kernels may overlap):")
     for row in rows:
+        if row["integrator"] == "sdf_reparam" and row["top_k"] != 0:
+            continue                # (its recorded traces are not told apart from plain ones)
         prof = dict(row["profile"])
         wall = prof.pop("wall")
         parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]))
