@@ -24,7 +24,12 @@ For each case the script reports, in this order:
    sampler (``--fd-spp`` strata per pixel, the same seed on both sides).
    Both methods' primal images agree first, so one reference serves both.
 
-    python benchmarks/bench_sdf_anchor.py [--res 64] [--spp 64] [--seeds 8]
+With ``--split`` the script reports instead where the variance of the emissive
+translation gradient comes from: the interior term and the pixel-edge flux
+alone, with the edge points as the lattice (E1) of ``rvs_mi.sdf.render`` or
+independent per sample, and with the ``stratified`` sampler.
+
+    python benchmarks/bench_sdf_anchor.py [--res 64] [--spp 64] [--seeds 8] [--split]
 """
 from __future__ import annotations
 
@@ -206,6 +211,61 @@ def measure(scene, key, base, direction, spp, seeds, fd):
             "var": float(G.var(axis=0, ddof=1).sum()), "ms": 1000 * statistics.median(times)}
 
 
+class _Terms:
+    """Keeps one term of ``sdf_reparam``'s gradient (``rvs_mi.sdf.render``): "interior" (the
+    flux's V set to 0), "edges" (div V set to 0) or "both"; ``independent`` draws the edge
+    points independently per sample instead of the lattice (E1)."""
+
+    def __init__(self, keep="both", independent=False):
+        self.keep, self.independent = keep, independent
+
+    def __enter__(self):
+        import drjit as dr
+        import mitsuba as mi
+        import rvs_mi.sdf.render as render
+        self.saved = render.shade, render.edge_offsets
+        shade, keep = render.shade, self.keep
+
+        def term(*args, **kwargs):
+            L, V, div, alpha = shade(*args, **kwargs)
+            if keep == "interior":
+                V = mi.Vector2f(0.0 * V.x, 0.0 * V.y)
+            elif keep == "edges":
+                div = 0.0 * div
+            return L, V, div, alpha
+        render.shade = term
+        if self.independent:
+            render.edge_offsets = lambda xi, j, spp: dr.gather(mi.Float, xi, j)
+        return self
+
+    def __exit__(self, *exc):
+        import rvs_mi.sdf.render as render
+        render.shade, render.edge_offsets = self.saved
+
+
+def variance_split(args):
+    """Σ_pixels Var_seeds of the emissive translation gradient, by term (``_Terms``)."""
+    cases = [("sphere", "independent", True), ("sphere", "independent", False),
+             ("torus", "independent", False), ("torus", "stratified", False)]
+    print("| scene | sampler | edge points | interior term | pixel-edge flux | both |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for shape, sampler, independent in cases:
+        scene = sdf_scene(shape, "emissive", args.res, args.spp, sampler)
+        direction = sdf_direction(scene, shape, "translate")
+        var = {}
+        for keep in ("interior", "edges", "both"):
+            with _Terms(keep, independent):
+                forward_gradient(scene, *direction, args.spp, 0)            # warm-up
+                G = np.stack([forward_gradient(scene, *direction, args.spp, s + 1)[0]
+                              for s in range(args.seeds)])
+            var[keep] = float(G.var(axis=0, ddof=1).sum())
+        rows.append({"shape": shape, "sampler": sampler, "independent": independent, **var})
+        print(f"| {shape} | {sampler} | {'independent' if independent else 'lattice (E1)'} | "
+              f"{var['interior']:.3g} | {var['edges']:.3g} | {var['both']:.3g} |", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--res", type=int, default=64)
@@ -216,10 +276,16 @@ def main(argv=None):
     ap.add_argument("--segments", type=int, default=512, help="mesh segments around (n/2 across)")
     ap.add_argument("--shapes", default="sphere,torus")
     ap.add_argument("--shadings", default="emissive,diffuse")
+    ap.add_argument("--split", action="store_true",
+                    help="only the variance of the emissive translation gradient by term (interior, edges)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     import rvs_mi
     rvs_mi.init(variant())
+    if args.split:
+        print(f"{args.res}², spp {args.spp}, {args.seeds} seeds: Σ_pixels Var_seeds of d I / d x (emissive)")
+        write_json(args.json, {"args": vars(args), "split": variance_split(args)})
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for shape in args.shapes.split(","):

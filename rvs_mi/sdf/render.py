@@ -131,16 +131,21 @@ class _Edges:
         xi = sampler.next_1d()
         j, kind = _shared_edges(W, H, spp) if whole_film else _own_edges(dr.width(pix))
         slot = dr.gather(mi.UInt32, pix, j)
-        k = j % spp
-        # (E1) s = frac(ξ_p + k/spp), with the shift ξ_p of the slot's first sample
-        s = dr.gather(mi.Float, xi, j - k) + mi.Float(k) * (1.0 / spp)
         b = _gather2(base, j)
-        u, normal = _edge_points(b, s - dr.floor(s), kind)
+        u, normal = _edge_points(b, edge_offsets(xi, j, spp), kind)
         # the pixel above shares a top edge, the pixel to the left a left edge
         above, left = (kind == 1) & (b.y > 0), (kind == 3) & (b.x > 0)
         has_other = (above | left) if whole_film else dr.zeros(mi.Bool, dr.width(j))
         other = dr.select(above, slot - W, dr.select(left, slot - 1, slot))
         return cls(slot, u, [_gather2(v, j) for v in ls], normal, other, has_other)
+
+
+def edge_offsets(xi, j, spp):
+    """(E1) s = frac(ξ_p + k/spp) of sample j = p·spp + k, with ξ_p = ``xi[p·spp]``, the
+    uniform number of the slot's first sample."""
+    k = j % spp
+    s = dr.gather(mi.Float, xi, j - k) + mi.Float(k) * (1.0 / spp)
+    return s - dr.floor(s)
 
 
 def _gather2(v, j):
