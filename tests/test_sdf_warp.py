@@ -216,3 +216,17 @@ def test_streaming_warp_equals_recorded_points(monkeypatch):
         assert err < 1e-4, err
     assert abs(ra - rb) <= 1e-4 * abs(rb), (ra, rb)
     assert not np.allclose(fa[2], 0.0)                   # div V too
+
+
+def test_edge_points_of_a_pixel_are_a_shifted_lattice():
+    """(E1): a pixel's spp points on an edge are evenly spaced, 1/spp apart, at a random shift."""
+    import drjit as dr
+    import mitsuba as mi
+    from rvs_mi.sdf.render import edge_offsets
+    spp, pixels = 8, 50
+    xi = mi.Float(np.random.default_rng(4).uniform(0, 1, pixels * spp).astype(np.float32))
+    s = np.array(edge_offsets(xi, dr.arange(mi.UInt32, pixels * spp), spp)).reshape(pixels, spp)
+    assert ((s >= 0) & (s < 1)).all()
+    gaps = np.diff(np.sort(s, axis=1), axis=1)
+    assert np.abs(gaps - 1.0 / spp).max() < 1e-6
+    assert np.std(s[:, 0]) > 0.2                    # the shift differs between pixels
