@@ -84,10 +84,10 @@ def measure(integrator, res, spp, mode, pass_rays) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cases(quick: bool):
+def cases(quick: bool, integrators=tuple(SCENES)):
     res_series = [128, 256, 512] if quick else [128, 256, 512, 1024]
     spp_series = [1, 4, 16] if quick else [1, 4, 16, 64]
-    for integrator in SCENES:
+    for integrator in integrators:
         for mode in ("render", "grad"):
             for res in res_series:
                 yield integrator, res, 1, mode
@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--case", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="smaller sizes only")
     ap.add_argument("--max-one-pass", type=int, default=1 << 22, help="largest one-pass case, in samples")
+    ap.add_argument("--integrators", nargs="+", choices=sorted(SCENES), default=list(SCENES),
+                    help="the integrators to measure")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     if args.case:
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
     print("| integrator | mode | res | spp | samples | passes | peak RSS (MB), passes | one pass | "
           "Dr.Jit peak (MB), passes | one pass | time (s), passes | one pass |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
-    for integrator, res, spp, mode in cases(args.quick):
+    for integrator, res, spp, mode in cases(args.quick, args.integrators):
         split = measure(integrator, res, spp, mode, DEFAULT_PASS_RAYS)
         whole = (measure(integrator, res, spp, mode, 0) if res * res * spp <= args.max_one_pass
                  else {"error": "skipped"})

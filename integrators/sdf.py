@@ -116,7 +116,8 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         bands = passes.plan(width, height, spp, self.pass_rays)
         if not passes.one_pass(bands, spp):
             return passes.pixel_passes(
-                lambda pixels, sampler, samples: self._render(scene, sensor, seed, samples, primal, pixels, sampler),
+                lambda pixels, sampler, samples: self._render(scene, sensor, seed, samples, primal, pixels, sampler,
+                                                              whole_rows=True),
                 sensor, spp, bands, seed, mode, grad_in)
         with dr.resume_grad(when=not primal):
             image = self._render(scene, sensor, seed, spp, primal)
@@ -134,9 +135,10 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
         carrying the AD graph of the warped estimator (``rvs_mi.sampling``'s sparse path)."""
         return self._render(scene, sensor, seed, spp, primal=False, pixels=pixels)
 
-    def _render(self, scene, sensor, seed, spp, primal, pixels=None, sampler=None):
+    def _render(self, scene, sensor, seed, spp, primal, pixels=None, sampler=None, whole_rows=False):
         """The image, or with ``pixels`` their (N, C) values; ``sampler``: one already seeded
-        for ``spp`` samples of each listed pixel (a pass of rvs_mi.passes)."""
+        for ``spp`` samples of each listed pixel (a pass of rvs_mi.passes); ``whole_rows``: the
+        pixels are a band of whole rows in row-major order (a pass)."""
         if isinstance(sensor, int):
             sensor = scene.sensors()[sensor]
         if sampler is None and pixels is None:
@@ -149,7 +151,7 @@ class SDFIntegrator(mi.ad.integrators.common.ADIntegrator):
             sampler.set_samples_per_wavefront(spp)
             sampler.seed(seed, dr.width(pixels) * spp)
         return render_sdf(self.options, self.source, self.albedo, scene, sensor, sampler, spp,
-                          primal, pixels)
+                          primal, pixels, whole_rows)
 
     def sample(self, mode, scene, sampler, ray, depth=None, δL=None, δaovs=None,
                state_in=None, active=True, **kwargs):

@@ -124,9 +124,13 @@ def block_like(template, tensor):
 #: Traversal flags of one pass. Reverse mode clears interior gradients once propagated (a
 #: node shared by the passes, such as a parameter computed from another, must not pass
 #: on its earlier passes' gradient again); the parameters' gradients accumulate. Forward
-#: mode clears nothing: the parameter tangents that ``mi.render`` hands over are needed by
-#: every pass (clearing interior nodes there loses them).
-FORWARD_FLAGS = dr.ADFlag.AllowNoGrad
+#: mode keeps the tangents: the parameter tangents that ``mi.render`` hands over are needed by
+#: every pass (clearing interior nodes there loses them). It clears the edges it traversed:
+#: Dr.Jit's forward mode through two differentiable loops that read the same parameter
+#: otherwise stops at an edge the first loop added ("outside of the current
+#: dr.isolate_grad() scope"); a parameter computed from another keeps its tangent for the
+#: later passes.
+FORWARD_FLAGS = dr.ADFlag.AllowNoGrad | dr.ADFlag.ClearEdges
 BACKWARD_FLAGS = dr.ADFlag.ClearInterior | dr.ADFlag.AllowNoGrad
 
 

@@ -129,3 +129,23 @@ def test_bad_pass_rays_is_refused_in_one_line(value):
     with pytest.raises(UserError, match="pass_rays") as info:
         load_volume_scene(np.ones((2, 2, 2)), (1, 1, 1), "rvs", {"pass_rays": value})
     assert "\n" not in str(info.value)
+
+
+def test_sdf_forward_passes_carry_a_derived_parameters_tangent():
+    """Forward mode in passes: a parameter computed from θ (radius = θ/2 + 0.3) passes its
+    tangent to every pass; the perimeter gradient is then half of dr/dθ = 1's."""
+    from rvs_mi import scenes
+    from rvs_mi.scene import load_scene
+    r, res, spp = 0.6, 32, 64
+    expected = 0.5 * 2 * np.pi * r * (res / 2.0) ** 2
+    scene = load_scene(scenes.path("sdf_sphere.xml"), {"integrator": "sdf_reparam", "res": str(res)})
+    scene.integrator().pass_rays = 12000
+    params = mi.traverse(scene)
+    theta = mi.Float(2 * (r - 0.3))
+    dr.enable_grad(theta)
+    params["integrator.sdf.radius"] = 0.5 * theta + 0.3
+    params.update()
+    total = dr.sum(mi.render(scene, params, spp=spp, seed=1), axis=None)
+    dr.forward(theta)
+    grad = float(dr.grad(total).array[0]) / 3
+    assert abs(grad - expected) < 0.03 * expected, (grad, expected)

@@ -15,7 +15,8 @@ crosses an edge the flux integrand jumps; the error of evenly spaced points
 then falls as 1/spp, that of independent ones as 1/√spp. A whole film traces
 an edge between two pixels once and adds its flux to both (their normals are
 opposite): 3 lanes per sample (interior, top, left) and the film's bottom and
-right borders, instead of 5. In primal mode only the interior samples are
+right borders, instead of 5; so does each band of whole rows that a render in
+passes takes (``rvs_mi.passes``). In primal mode only the interior samples are
 traced.
 
 Control variate. For any radiance L_p that is constant over the pixel,
@@ -46,13 +47,16 @@ from .camera import Projection
 from .shading import shade
 
 
-def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, pixels=None):
+def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, pixels=None,
+               whole_rows=False):
     """The image (TensorXf H×W×C) with the AD graph of the warped estimator.
 
     ``sampler`` is seeded for one wavefront of ``spp`` samples per slot. With
     ``pixels`` (``mi.UInt32`` film pixel indices, row-major) only those
     pixels are rendered, with the same estimator (interior samples and the
-    flux through the pixel's own edges), as an (N, C) tensor.
+    flux through the pixel's own edges), as an (N, C) tensor. ``whole_rows``:
+    ``pixels`` are a band of whole film rows in order, whose pixels share the
+    edges between them as a whole film does.
     """
     proj = Projection.from_sensor(sensor)
     source = source.evaluator()         # shared by the centre trace (C1) and the samples
@@ -69,7 +73,7 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
     if not use_warp:
         return mi.TensorXf(_accumulate(slots * channels, channels, spp, L, alpha, pix), shape)
     with dr.suspend_grad():
-        edges = _Edges.of(sampler, W, H, spp, pix, base, ls, pixels is None)
+        edges = _Edges.of(sampler, W, spp, pix, base, ls, pixels is None or whole_rows)
         dr.eval(edges.u, edges.ls, edges.slot, edges.other)
     Le, Ve = shade(opts, source, albedo, scene, proj, edges.u, edges.ls, use_warp, flux=True)[:2]
     Lp = Lp_own = Lp_other = mi.Color3f(0.0)
@@ -80,7 +84,7 @@ def render_sdf(opts, source, albedo, scene, sensor, sampler, spp, primal: bool, 
     Vn = Ve.x * edges.normal.x + Ve.y * edges.normal.y
     img = _accumulate(slots * channels, channels, spp, L * (1.0 + div) - Lp * div, alpha, pix)  # (C1)
     img = _accumulate(img, channels, spp, -(Le - Lp_own) * Vn, None, edges.slot)
-    if pixels is None:      # the neighbour sharing the edge has the outward normal −n
+    if pixels is None or whole_rows:      # the neighbour sharing the edge has the outward normal −n
         img = _accumulate(img, channels, spp, (Le - Lp_other) * Vn, None, edges.other, edges.has_other)
     return mi.TensorXf(img, shape)
 
@@ -125,17 +129,19 @@ class _Edges:
         self.normal, self.other, self.has_other = normal, other, has_other
 
     @classmethod
-    def of(cls, sampler, W, H, spp, pix, base, ls, whole_film):
-        """One point s on each edge per sample (E1): a pixel subset's own 4 edges, or a whole
-        film's edges each traced once (``_shared_edges``)."""
+    def of(cls, sampler, W, spp, pix, base, ls, whole_rows):
+        """One point s on each edge per sample (E1): a pixel subset's own 4 edges, or, where the
+        slots are whole rows of W pixels (a film or a band of it), their edges each traced once
+        (``_shared_edges``)."""
         xi = sampler.next_1d()
-        j, kind = _shared_edges(W, H, spp) if whole_film else _own_edges(dr.width(pix))
+        rows = dr.width(pix) // (spp * W)
+        j, kind = _shared_edges(W, rows, spp) if whole_rows else _own_edges(dr.width(pix))
         slot = dr.gather(mi.UInt32, pix, j)
         b = _gather2(base, j)
         u, normal = _edge_points(b, edge_offsets(xi, j, spp), kind)
-        # the pixel above shares a top edge, the pixel to the left a left edge
-        above, left = (kind == 1) & (b.y > 0), (kind == 3) & (b.x > 0)
-        has_other = (above | left) if whole_film else dr.zeros(mi.Bool, dr.width(j))
+        # the slot above shares a top edge, the slot to the left a left edge
+        above, left = (kind == 1) & (slot >= W), (kind == 3) & (b.x > 0)
+        has_other = (above | left) if whole_rows else dr.zeros(mi.Bool, dr.width(j))
         other = dr.select(above, slot - W, dr.select(left, slot - 1, slot))
         return cls(slot, u, [_gather2(v, j) for v in ls], normal, other, has_other)
 
@@ -159,8 +165,9 @@ def _own_edges(n):
 
 
 def _shared_edges(W, H, spp):
-    """(sample index, edge kind) of a whole W×H film's edge lanes: every sample's top and left
-    edge, then the bottom edges of the last row and the right edges of the last column."""
+    """(sample index, edge kind) of the edge lanes of H whole rows of W pixels: every sample's
+    top and left edge, then the bottom edges of the last row and the right edges of the last
+    column."""
     n = W * H * spp
     j = dr.arange(mi.UInt32, n)
     bottom = dr.arange(mi.UInt32, (H - 1) * W * spp, n)            # the last row's samples
