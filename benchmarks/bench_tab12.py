@@ -52,7 +52,7 @@ def estimators(args):
     return {
         "rvs 8": {"integrator": "rvs", "knots": str(k), "samples": "8"},
         "rvs 32": {"integrator": "rvs", "knots": str(k), "samples": "32"},
-        "volquad 128": {"integrator": "volquad", "knots": str(args.quad_knots), "samples": ""},
+        f"volquad {args.quad_knots}": {"integrator": "volquad", "knots": str(args.quad_knots), "samples": ""},
     }
 
 
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
 
     import numpy as np
     names = list(estimators(args))
-    ref = [r for r in results if r["name"] == "volquad 128"]
+    ref = [r for r in results if r["name"].startswith("volquad")]
     ref_step = np.mean([r["step_s"] for r in ref])
     ref_cpu = np.mean([r["step_cpu_s"] for r in ref])
     fields = ("hash grid + MLP fields (--neural)" if args.neural
