@@ -37,6 +37,6 @@ def run(args) -> int:
     write_image(args.output, image)
     width, height = sensor.film().crop_size()
     used_spp = spp or sensor.sampler().sample_count()
-    print(f"rendered {args.scene}: {width}x{height}, {used_spp} spp, {elapsed:.2f} s "
+    print(f"rendered {args.scene}: {width}x{height}, {used_spp} spp, {elapsed:.3f} s "
           f"({mi.variant()}) -> {args.output}")
     return 0
