@@ -248,6 +248,7 @@ class GridSDF:
                             'filter_type="nearest" is not supported')
         self.wrap = placement.wrap_mode
         self.A = placement.to_local[:3, :3]
+        self._half_diagonal = 0.5 * float(np.linalg.norm(np.linalg.solve(self.A, np.ones(3))))
         self.to_local = mi.Transform4f(placement.transform)
         self.parameters_changed()
 
@@ -289,8 +290,7 @@ class GridSDF:
         hit threshold is relative to."""
         import drjit as dr
         import mitsuba as mi
-        half = 0.5 * float(np.linalg.norm(np.linalg.solve(self.A, np.ones(3))))
-        return dr.opaque(mi.Float, half)
+        return dr.opaque(mi.Float, self._half_diagonal)
 
     def fade_range(self):
         """(a, b) of the warp's free-space fade (``warp.fade``): b = GRID_FADE_VOXELS

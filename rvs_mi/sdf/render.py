@@ -40,6 +40,8 @@ the u coordinates are the real sensor's (see ``Projection``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import drjit as dr
 import mitsuba as mi
 
@@ -119,14 +121,17 @@ def _pixel_samples(sampler, W, H, spp, pixels=None, emitter_samples=1):
     return pix, base, u, ls
 
 
+@dataclass
 class _Edges:
     """The pixel-edge lanes of one render (E1): each traces u on an edge of kind 1-4
     (``_edge_points``) and adds the flux through it to its own slot, and where the edge is
     shared with a neighbouring pixel, to the neighbour's slot too (``other``, ``has_other``)."""
-
-    def __init__(self, slot, u, ls, normal, other, has_other):
-        self.slot, self.u, self.ls = slot, u, ls
-        self.normal, self.other, self.has_other = normal, other, has_other
+    slot: object        # UInt32
+    u: object           # Vector2f, on the edge
+    ls: list            # light samples
+    normal: object      # Vector2f, the edge's outward normal for ``slot``
+    other: object       # UInt32, the neighbour sharing the edge
+    has_other: object   # Bool
 
     @classmethod
     def of(cls, sampler, W, spp, pix, base, ls, whole_rows):

@@ -108,16 +108,14 @@ def point_velocity(source, proj, x, dx, g, Hdx=None):
         J = proj.jacobian(x)
         g2 = dr.squared_norm(g)
         Jg = [dr.dot(J[a], g) for a in range(2)]
-    if Hdx is None:
-        fa = source.eval(x, 1)[0]
-        fdot = fa - dr.detach(fa)
-        return mi.Vector2f(*[-fdot * Jg[a] / g2 for a in range(2)]), 0.0
-    with dr.suspend_grad():
-        dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
     fa, ga = source.eval(x, 1)
     fdot = fa - dr.detach(fa)
-    gdot = ga - dr.detach(ga)
     P = mi.Vector2f(*[-fdot * Jg[a] / g2 for a in range(2)])
+    if Hdx is None:
+        return P, 0.0
+    with dr.suspend_grad():
+        dJ = [proj.jacobian_derivative(x, J, dx[a])[a] for a in range(2)]
+    gdot = ga - dr.detach(ga)
     divP = 0.0
     for a in range(2):
         divP = divP - dr.dot(gdot, dx[a]) * Jg[a] / g2 - fdot * (
